@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Writes envelope_v1_kat.json: known-answer vectors for envelope format v1, algorithm 1.
+
+This is a second, independent implementation of the format described in
+crates/envelope/README.md, written against pyca/cryptography (OpenSSL) rather than RustCrypto,
+so the Rust tests that read its output check the specification, not just themselves.
+
+Run from this directory (needs `cryptography`, e.g. Debian's python3-cryptography):
+
+    python3 gen_envelope_kat.py > envelope_v1_kat.json
+"""
+
+import hashlib
+import hmac
+import json
+import struct
+import sys
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+CONTEXT_TAG = b"mpc-vault/envelope/context/v1"
+LABEL_KEY = b"mpc-vault/envelope/v1/aes-256-gcm/key"
+LABEL_NONCE = b"mpc-vault/envelope/v1/aes-256-gcm/nonce"
+LABEL_COMMITMENT = b"mpc-vault/envelope/v1/aes-256-gcm/commitment"
+MAGIC = b"MPVE"
+FORMAT_VERSION = 1
+ALGORITHM_ID = 1
+
+
+def item(data: bytes) -> bytes:
+    """One length-prefixed item: 4-byte big-endian length, then the bytes."""
+    return struct.pack(">I", len(data)) + data
+
+
+def context_encoding(vault_id, path, version, secret_type, custody_mode) -> bytes:
+    return b"".join(
+        [
+            item(CONTEXT_TAG),
+            item(vault_id.encode()),
+            item(path.encode()),
+            item(struct.pack(">Q", version)),
+            item(secret_type.encode()),
+            item(custody_mode.encode()),
+        ]
+    )
+
+
+def expand(prk: bytes, label: bytes, context: bytes, length: int) -> bytes:
+    return HKDFExpand(hashes.SHA256(), length, label + context).derive(prk)
+
+
+def seal(dek: bytes, salt: bytes, context: bytes, plaintext: bytes) -> dict:
+    # RFC 5869 HKDF-Extract: PRK = HMAC-SHA256(key=salt, msg=IKM).
+    prk = hmac.new(salt, dek, hashlib.sha256).digest()
+    key = expand(prk, LABEL_KEY, context, 32)
+    nonce = expand(prk, LABEL_NONCE, context, 12)
+    commitment = expand(prk, LABEL_COMMITMENT, context, 32)
+    header = (
+        MAGIC
+        + bytes([FORMAT_VERSION, ALGORITHM_ID])
+        + salt
+        + commitment
+        + struct.pack(">I", len(plaintext))
+    )
+    sealed = AESGCM(key).encrypt(nonce, plaintext, header + context)
+    return {
+        "key": key.hex(),
+        "nonce": nonce.hex(),
+        "commitment": commitment.hex(),
+        "envelope": (header + sealed).hex(),
+    }
+
+
+CASES = [
+    {
+        "comment": "empty plaintext",
+        "dek": bytes(range(32)),
+        "salt": bytes(range(0xA0, 0xC0)),
+        "vault_id": "vault-1",
+        "path": "db/password",
+        "version": 1,
+        "secret_type": "password",
+        "custody_mode": "standard",
+        "plaintext": b"",
+    },
+    {
+        "comment": "short password, Shamir custody",
+        "dek": bytes([0x42] * 32),
+        "salt": bytes([0x17] * 32),
+        "vault_id": "vault-7f3a",
+        "path": "payments/stripe/api-key",
+        "version": 42,
+        "secret_type": "api_key",
+        "custody_mode": "2of3_multi_hsm",
+        "plaintext": b"hunter2",
+    },
+    {
+        "comment": "non-ASCII path, largest version, several blocks with a partial last one",
+        "dek": bytes((7 * i + 3) % 256 for i in range(32)),
+        "salt": bytes((255 - i) for i in range(32)),
+        "vault_id": "équipe-sécurité",
+        "path": "clés/racine/🔑",
+        "version": 2**64 - 1,
+        "secret_type": "certificate",
+        "custody_mode": "2of2_client_custody",
+        "plaintext": bytes(i % 251 for i in range(300)),
+    },
+    {
+        "comment": "exactly two AES blocks",
+        "dek": bytes([0xFF] * 32),
+        "salt": bytes(32),
+        "vault_id": "v",
+        "path": "p",
+        "version": 0,
+        "secret_type": "t",
+        "custody_mode": "2of3_client_custody",
+        "plaintext": b"0123456789abcdef" * 2,
+    },
+]
+
+
+def main() -> None:
+    vectors = []
+    for case in CASES:
+        context = context_encoding(
+            case["vault_id"],
+            case["path"],
+            case["version"],
+            case["secret_type"],
+            case["custody_mode"],
+        )
+        derived = seal(case["dek"], case["salt"], context, case["plaintext"])
+        vectors.append(
+            {
+                "comment": case["comment"],
+                "dek": case["dek"].hex(),
+                "salt": case["salt"].hex(),
+                "vault_id": case["vault_id"],
+                "path": case["path"],
+                "version": case["version"],
+                "secret_type": case["secret_type"],
+                "custody_mode": case["custody_mode"],
+                "plaintext": case["plaintext"].hex(),
+                "context_encoding": context.hex(),
+                **derived,
+            }
+        )
+    out = {
+        "description": "mpc-vault envelope format v1, algorithm 1: AES-256-GCM with an "
+        "HKDF-SHA256 key commitment. Generated by gen_envelope_kat.py with pyca/cryptography.",
+        "vectors": vectors,
+    }
+    json.dump(out, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
