@@ -1,0 +1,438 @@
+//! The arithmetic engines: a portable constant-time reference and x86_64 SIMD paths.
+//!
+//! Everything the crate computes on secret bytes is one operation, [`Engine::dot`]: a block
+//! of outputs, each the XOR of an initial value and of input vectors multiplied by public
+//! scalars,
+//!
+//! ```text
+//! out[r] = init[r] ^ c[r][0]·in[0] ^ c[r][1]·in[1] ^ … ^ c[r][k-1]·in[k-1]
+//! ```
+//!
+//! Splitting is this with the secret as `init` and the random coefficient vectors as inputs;
+//! combining and recovering are this with the shares as inputs and Lagrange coefficients as
+//! scalars. The scalars are public (functions of share x-coordinates); the vectors are secret.
+//! No backend branches on, or indexes memory with, a vector byte.
+//!
+//! The backend is chosen once (by [`Backend::detect`] or forced and checked by
+//! `with_backend`) and kept in an [`Engine`], which can only be built for a backend the CPU
+//! supports. That is the invariant every `unsafe` call to a `#[target_feature]` function below
+//! relies on.
+
+// The x86_64 backends call `#[target_feature]` functions and SIMD load/store intrinsics, which
+// are `unsafe`. This module (and only this module) allows it; every block says why it is sound.
+#![allow(unsafe_code)]
+
+use core::fmt;
+
+use crate::error::Error;
+
+mod soft;
+#[cfg(all(target_arch = "x86_64", not(gf256_backend = "soft")))]
+mod x86;
+
+/// The most input vectors one kernel call combines. Larger thresholds are processed in groups
+/// of this many, accumulating into the outputs.
+pub(crate) const MAX_COLS: usize = 8;
+/// The most output vectors one kernel call writes.
+pub(crate) const MAX_ROWS: usize = 8;
+
+/// An implementation of the field arithmetic on byte vectors.
+///
+/// All backends compute byte-identical results (this is property-tested against `Soft` for
+/// every backend the host supports). They differ in speed and in the instructions they need.
+/// [`Backend::detect`] picks the fastest one this CPU supports; `Splitter::with_backend` and
+/// `Combiner::with_backend` force one (an error if it is unsupported), which tests and
+/// benchmarks use.
+///
+/// # Example
+///
+/// ```
+/// use gf256_shamir::Backend;
+///
+/// let best = Backend::detect();
+/// assert!(best.is_supported());
+/// assert!(Backend::Soft.is_supported());
+/// println!("splitting with {best}");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Portable constant-time code: SWAR over `u64` words, each product built from bit masks
+    /// of the secret bytes and the public scalar's multiples. Runs everywhere; always used under
+    /// `--cfg gf256_backend="soft"`.
+    Soft,
+    /// x86_64 SSSE3: 16-byte vectors, products looked up with `PSHUFB` in two 16-entry nibble
+    /// tables per scalar, held in registers.
+    Ssse3,
+    /// x86_64 AVX2: as `Ssse3` with 32-byte vectors (`VPSHUFB`).
+    Avx2,
+    /// x86_64 GFNI with AVX2: 32-byte vectors multiplied by `VGF2P8MULB`.
+    Avx2Gfni,
+    /// x86_64 GFNI with AVX-512BW: 64-byte vectors multiplied by `VGF2P8MULB`, tails handled
+    /// with masked loads and stores.
+    Avx512Gfni,
+}
+
+impl Backend {
+    /// Every backend, slowest first. Not all of them are supported on a given machine: filter
+    /// with [`Backend::is_supported`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::Backend;
+    ///
+    /// let supported: Vec<Backend> = Backend::ALL
+    ///     .iter()
+    ///     .copied()
+    ///     .filter(|b| b.is_supported())
+    ///     .collect();
+    /// assert!(supported.contains(&Backend::Soft));
+    /// ```
+    pub const ALL: [Backend; 5] = [
+        Backend::Soft,
+        Backend::Ssse3,
+        Backend::Avx2,
+        Backend::Avx2Gfni,
+        Backend::Avx512Gfni,
+    ];
+
+    /// The fastest backend this CPU supports, or [`Backend::Soft`] when the crate was built
+    /// with `--cfg gf256_backend="soft"` or for a target without SIMD backends.
+    ///
+    /// Detection uses the standard library's cached CPUID results, so calling this again is
+    /// cheap; splitters and combiners call it once, when they are built.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::Backend;
+    ///
+    /// assert!(Backend::detect().is_supported());
+    /// ```
+    #[must_use]
+    pub fn detect() -> Backend {
+        for backend in Backend::ALL.iter().rev() {
+            if backend.is_supported() {
+                return *backend;
+            }
+        }
+        Backend::Soft
+    }
+
+    /// Whether this CPU and this build can run the backend.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::Backend;
+    ///
+    /// // The portable backend runs everywhere.
+    /// assert!(Backend::Soft.is_supported());
+    /// ```
+    #[must_use]
+    pub fn is_supported(self) -> bool {
+        match self {
+            Backend::Soft => true,
+            #[cfg(all(target_arch = "x86_64", not(gf256_backend = "soft")))]
+            other => x86::is_supported(other),
+            #[cfg(not(all(target_arch = "x86_64", not(gf256_backend = "soft"))))]
+            _ => false,
+        }
+    }
+
+    /// A short lowercase name, as used in benchmark series and error messages.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::Backend;
+    ///
+    /// assert_eq!(Backend::Avx2Gfni.name(), "avx2-gfni");
+    /// assert_eq!(Backend::Avx2Gfni.to_string(), "avx2-gfni");
+    /// ```
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Backend::Soft => "soft",
+            Backend::Ssse3 => "ssse3",
+            Backend::Avx2 => "avx2",
+            Backend::Avx2Gfni => "avx2-gfni",
+            Backend::Avx512Gfni => "avx512-gfni",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backend this CPU is known to support. The only way to build one is [`Engine::new`], which
+/// checks; the `unsafe` calls in [`Engine::dot`] rely on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Engine(Backend);
+
+impl Engine {
+    /// The engine for `backend`, if this CPU and build support it.
+    pub(crate) fn new(backend: Backend) -> Result<Engine, Error> {
+        if backend.is_supported() {
+            Ok(Engine(backend))
+        } else {
+            Err(Error::UnsupportedBackend { backend })
+        }
+    }
+
+    /// The engine for the best supported backend.
+    pub(crate) fn detect() -> Engine {
+        Engine(Backend::detect())
+    }
+
+    /// The backend this engine runs.
+    pub(crate) fn backend(self) -> Backend {
+        self.0
+    }
+
+    /// Computes `out[r] = init[r] ^ Σ_c coeffs[r][c] · inputs[c]` for every output `r`.
+    ///
+    /// `inputs` holds 0 to [`MAX_COLS`] vectors and `outputs` 1 to [`MAX_ROWS`]; all of them,
+    /// and the base vector of [`Init::Xor`], have the same length. Callers guarantee this; if
+    /// they did not, this returns an error and writes nothing rather than panicking.
+    ///
+    /// Constant time in the vector contents; the lengths, the counts and the coefficients are
+    /// public and may steer loops.
+    pub(crate) fn dot(
+        self,
+        coeffs: &Coeffs,
+        inputs: &[&[u8]],
+        init: Init<'_>,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<(), Error> {
+        let len = check_shape(inputs, &init, outputs)?;
+        let mut done = 0;
+        match self.0 {
+            Backend::Soft => {}
+            #[cfg(all(target_arch = "x86_64", not(gf256_backend = "soft")))]
+            simd => {
+                // SAFETY: an `Engine` is only built by `Engine::new` after `is_supported`
+                // returned true for this backend on this CPU, or by `Engine::detect`, which
+                // returns a supported backend; so the target features of the kernel are present.
+                done = unsafe { x86::dot(simd, coeffs, inputs, &init, outputs, len) };
+            }
+            #[cfg(not(all(target_arch = "x86_64", not(gf256_backend = "soft"))))]
+            _ => {}
+        }
+        if done < len {
+            soft::dot(coeffs, inputs, &init, outputs, done, len);
+        }
+        Ok(())
+    }
+}
+
+/// The scalars of one kernel call: `c[r][col]` multiplies input `col` into output `r`. Entries
+/// outside the call's rows and columns are ignored.
+#[derive(Clone, Copy)]
+pub(crate) struct Coeffs(pub(crate) [[u8; MAX_COLS]; MAX_ROWS]);
+
+impl Coeffs {
+    /// All zero.
+    pub(crate) const ZERO: Coeffs = Coeffs([[0; MAX_COLS]; MAX_ROWS]);
+
+    /// The scalar at row `r`, column `c` (0 outside the matrix).
+    #[inline]
+    pub(crate) fn get(&self, r: usize, c: usize) -> u8 {
+        self.0
+            .get(r)
+            .and_then(|row| row.get(c))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Row `r` (all zero outside the matrix).
+    #[inline]
+    pub(crate) fn row(&self, r: usize) -> &[u8; MAX_COLS] {
+        const ZERO_ROW: [u8; MAX_COLS] = [0; MAX_COLS];
+        self.0.get(r).unwrap_or(&ZERO_ROW)
+    }
+
+    /// Sets the scalar at row `r`, column `c` (ignored outside the matrix).
+    #[inline]
+    pub(crate) fn set(&mut self, r: usize, c: usize, value: u8) {
+        if let Some(slot) = self.0.get_mut(r).and_then(|row| row.get_mut(c)) {
+            *slot = value;
+        }
+    }
+}
+
+/// What each output starts from before the products are added.
+#[derive(Clone, Copy)]
+pub(crate) enum Init<'a> {
+    /// Zero: the outputs are overwritten.
+    Zero,
+    /// The same vector for every output (the secret, when splitting).
+    Xor(&'a [u8]),
+    /// The output's current contents: accumulate into it (for input groups after the first).
+    Accumulate,
+}
+
+/// Checks the shape invariants of [`Engine::dot`] and returns the common length.
+fn check_shape(inputs: &[&[u8]], init: &Init<'_>, outputs: &[&mut [u8]]) -> Result<usize, Error> {
+    let shape_error = |expected: usize, found: usize| Error::OutputMismatch {
+        what: "kernel shape",
+        expected,
+        found,
+    };
+    if inputs.len() > MAX_COLS {
+        return Err(shape_error(MAX_COLS, inputs.len()));
+    }
+    if outputs.is_empty() || outputs.len() > MAX_ROWS {
+        return Err(shape_error(MAX_ROWS, outputs.len()));
+    }
+    let len = outputs.first().map_or(0, |out| out.len());
+    for found in outputs.iter().map(|out| out.len()) {
+        if found != len {
+            return Err(shape_error(len, found));
+        }
+    }
+    for found in inputs.iter().map(|input| input.len()) {
+        if found != len {
+            return Err(shape_error(len, found));
+        }
+    }
+    if let Init::Xor(base) = init
+        && base.len() != len
+    {
+        return Err(shape_error(len, base.len()));
+    }
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::field;
+
+    /// Byte-by-byte reference of `dot`, using the field's scalar multiply.
+    fn dot_reference(
+        coeffs: &Coeffs,
+        inputs: &[Vec<u8>],
+        base: Option<&[u8]>,
+        outputs: &mut [Vec<u8>],
+        accumulate: bool,
+    ) {
+        for (r, out) in outputs.iter_mut().enumerate() {
+            for (i, byte) in out.iter_mut().enumerate() {
+                let mut acc = if accumulate { *byte } else { 0 };
+                if let Some(base) = base {
+                    acc ^= base[i];
+                }
+                for (c, input) in inputs.iter().enumerate() {
+                    acc ^= field::mul(coeffs.get(r, c), input[i]);
+                }
+                *byte = acc;
+            }
+        }
+    }
+
+    /// A tiny deterministic generator so these unit tests need no dependency.
+    fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[3]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_supported_backend_matches_the_reference() {
+        for backend in Backend::ALL.into_iter().filter(|b| b.is_supported()) {
+            let engine = Engine::new(backend).unwrap();
+            for len in [
+                1usize, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 200, 1000,
+            ] {
+                for (rows, cols) in [(1, 0), (1, 1), (3, 1), (1, 2), (5, 4), (8, 8), (2, 7)] {
+                    for mode in 0..3 {
+                        let seed = (len * 131 + rows * 17 + cols * 7 + mode) as u64;
+                        let mut coeffs = Coeffs::ZERO;
+                        for r in 0..rows {
+                            for c in 0..cols {
+                                coeffs.set(r, c, bytes(seed ^ (r * 8 + c) as u64, 1)[0]);
+                            }
+                        }
+                        let inputs: Vec<Vec<u8>> = (0..cols)
+                            .map(|c| bytes(seed + 100 + c as u64, len))
+                            .collect();
+                        let base = bytes(seed + 50, len);
+                        let initial: Vec<Vec<u8>> = (0..rows)
+                            .map(|r| bytes(seed + 200 + r as u64, len))
+                            .collect();
+
+                        let mut expected = initial.clone();
+                        dot_reference(
+                            &coeffs,
+                            &inputs,
+                            (mode == 1).then_some(base.as_slice()),
+                            &mut expected,
+                            mode == 2,
+                        );
+
+                        let mut actual = initial.clone();
+                        let input_refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+                        let mut output_refs: Vec<&mut [u8]> =
+                            actual.iter_mut().map(Vec::as_mut_slice).collect();
+                        let init = match mode {
+                            0 => Init::Zero,
+                            1 => Init::Xor(&base),
+                            _ => Init::Accumulate,
+                        };
+                        engine
+                            .dot(&coeffs, &input_refs, init, &mut output_refs)
+                            .unwrap();
+                        assert_eq!(
+                            actual, expected,
+                            "{backend}: len {len}, {rows}x{cols}, mode {mode}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_not_panics() {
+        let engine = Engine::detect();
+        let a = [1u8; 4];
+        let b = [2u8; 5];
+        let mut out = [0u8; 4];
+        let err = engine
+            .dot(&Coeffs::ZERO, &[&a, &b], Init::Zero, &mut [&mut out])
+            .unwrap_err();
+        assert!(matches!(err, Error::OutputMismatch { .. }));
+        let err = engine
+            .dot(&Coeffs::ZERO, &[&a], Init::Xor(&b), &mut [&mut out])
+            .unwrap_err();
+        assert!(matches!(err, Error::OutputMismatch { .. }));
+        let err = engine
+            .dot(&Coeffs::ZERO, &[&a], Init::Zero, &mut [])
+            .unwrap_err();
+        assert!(matches!(err, Error::OutputMismatch { .. }));
+        let nine = [&a[..]; 9];
+        let err = engine
+            .dot(&Coeffs::ZERO, &nine, Init::Zero, &mut [&mut out])
+            .unwrap_err();
+        assert!(matches!(err, Error::OutputMismatch { .. }));
+    }
+
+    #[test]
+    fn unsupported_backend_is_an_error() {
+        for backend in Backend::ALL {
+            assert_eq!(Engine::new(backend).is_ok(), backend.is_supported());
+        }
+        assert!(Backend::detect().is_supported());
+    }
+}

@@ -1,0 +1,658 @@
+//! Splitting: `Splitter` and the one-call `split`.
+
+use core::fmt;
+use core::ops::Range;
+
+use rand_core::CryptoRng;
+
+use crate::backend::{Backend, Coeffs, Engine, Init, MAX_COLS, MAX_ROWS};
+use crate::error::Error;
+use crate::field;
+use crate::rng::with_thread_rng;
+use crate::scratch::Scratch;
+use crate::share::{Share, ShareIndex, Threshold};
+
+/// Scratch for the coefficients of tiny splits (a 32-byte key 2-of-n, a 16-byte one 3-of-n):
+/// one vector register's worth to clear.
+const TINY_SCRATCH: usize = 64;
+
+/// Scratch for the random coefficients of small splits: one 256-byte frame covers a 32-byte
+/// secret up to threshold 9 and a 64-byte one up to threshold 5, with no large stack frame to
+/// clear or probe.
+const SMALL_SCRATCH: usize = 256;
+
+/// Scratch for large splits: the coefficients of one chunk of the secret, sized to stay in L1
+/// together with the chunk of the secret and of each share being written.
+const LARGE_SCRATCH: usize = 16 * 1024;
+
+/// Splits secrets into shares with a fixed threshold, set of x-coordinates and backend.
+///
+/// Each byte of the secret is the constant term of its own random polynomial of degree
+/// `threshold - 1` over GF(2^8); share `x` holds the polynomial's value at `x`. All
+/// coefficients are drawn uniformly from the full 256 values (the leading one included: never
+/// excluding zero, which would bias the shares, as in RUSTSEC-2024-0398).
+///
+/// Building a splitter validates everything once; splitting then only checks the secret (and
+/// the output buffers for the `_into` forms). A splitter holds no secret and can be shared
+/// between threads.
+///
+/// # Example
+///
+/// ```
+/// use gf256_shamir::{Combiner, Splitter, Threshold};
+///
+/// let threshold = Threshold::try_from(2u8)?;
+/// let splitter = Splitter::new(threshold, 3)?; // x = 1, 2, 3
+/// let shares = splitter.split(b"data encryption key")?;
+///
+/// let combiner = Combiner::new(threshold);
+/// assert_eq!(combiner.combine(&shares[1..])?.as_slice(), b"data encryption key");
+/// # Ok::<(), gf256_shamir::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Splitter {
+    threshold: Threshold,
+    /// The x-coordinates of the shares, in output order; `indices[..count]` is used.
+    indices: [ShareIndex; 255],
+    count: usize,
+    /// `x_r^(c + 1)` for the first 8 shares and degrees 1 to 8: the scalars of the first (for
+    /// up to 8 shares and threshold 9, the only) kernel call, computed once.
+    powers: Coeffs,
+    engine: Engine,
+}
+
+impl Splitter {
+    /// A splitter making `shares` shares at x = 1, 2, …, `shares`, with the best backend.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShareCountOutOfRange`] if `shares` is below the threshold.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{Splitter, Threshold};
+    ///
+    /// let splitter = Splitter::new(Threshold::try_from(3u8)?, 5)?;
+    /// assert_eq!(splitter.share_count(), 5);
+    /// assert!(Splitter::new(Threshold::try_from(3u8)?, 2).is_err());
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    pub fn new(threshold: Threshold, shares: u8) -> Result<Splitter, Error> {
+        let count = usize::from(shares);
+        if count < threshold.count() {
+            return Err(Error::ShareCountOutOfRange {
+                threshold: threshold.get(),
+                count,
+            });
+        }
+        let mut indices = [ShareIndex::MIN; 255];
+        for (slot, x) in indices.iter_mut().zip(1..=shares) {
+            if let Some(x) = ShareIndex::new(x) {
+                *slot = x;
+            }
+        }
+        Ok(Splitter::build(threshold, indices, count))
+    }
+
+    /// A splitter for `indices[..count]`, with its power table and the detected backend.
+    fn build(threshold: Threshold, indices: [ShareIndex; 255], count: usize) -> Splitter {
+        let mut powers = Coeffs::ZERO;
+        for (r, x) in indices.iter().take(count.min(MAX_ROWS)).enumerate() {
+            coeffs_row_vartime(&mut powers, r, x.get(), 1, MAX_COLS);
+        }
+        Splitter {
+            threshold,
+            indices,
+            count,
+            powers,
+            engine: Engine::detect(),
+        }
+    }
+
+    /// A splitter making one share per given x-coordinate, in that order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShareCountOutOfRange`] for fewer indices than the threshold or more than 255,
+    /// [`Error::DuplicateIndex`] if an index repeats.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{ShareIndex, Splitter, Threshold};
+    ///
+    /// let xs = [10u8, 20, 30].map(|x| ShareIndex::new(x).expect("non-zero"));
+    /// let splitter = Splitter::with_indices(Threshold::try_from(2u8)?, &xs)?;
+    /// let shares = splitter.split(b"k")?;
+    /// assert_eq!(shares[2].index().get(), 30);
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    pub fn with_indices(threshold: Threshold, indices: &[ShareIndex]) -> Result<Splitter, Error> {
+        let count = indices.len();
+        if count < threshold.count() || count > 255 {
+            return Err(Error::ShareCountOutOfRange {
+                threshold: threshold.get(),
+                count,
+            });
+        }
+        ensure_distinct_vartime(indices.iter().copied())?;
+        let mut stored = [ShareIndex::MIN; 255];
+        for (slot, x) in stored.iter_mut().zip(indices) {
+            *slot = *x;
+        }
+        Ok(Splitter::build(threshold, stored, count))
+    }
+
+    /// A splitter making `shares` shares at distinct x-coordinates drawn uniformly at random
+    /// from `1..=255`, so that the indices do not reveal how many shares exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShareCountOutOfRange`] if `shares` is below the threshold.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{FastRng, Splitter, Threshold};
+    ///
+    /// let mut rng = FastRng::new()?;
+    /// let splitter = Splitter::with_random_indices(Threshold::try_from(2u8)?, 3, &mut rng)?;
+    /// let xs: Vec<u8> = splitter.indices().iter().map(|x| x.get()).collect();
+    /// assert_eq!(xs.len(), 3);
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    pub fn with_random_indices<R: CryptoRng + ?Sized>(
+        threshold: Threshold,
+        shares: u8,
+        rng: &mut R,
+    ) -> Result<Splitter, Error> {
+        let splitter = Splitter::new(threshold, shares)?;
+        let mut indices = splitter.indices;
+        // A partial Fisher–Yates shuffle of 1..=255. The positions drawn become public
+        // x-coordinates; rejected draws are discarded, so the rejection loop reveals nothing.
+        let mut pool: [u8; 255] = core::array::from_fn(|i| u8::try_from(i).unwrap_or(0));
+        for x in &mut pool {
+            *x = x.wrapping_add(1);
+        }
+        for i in 0..splitter.count {
+            let remaining = 255usize.saturating_sub(i);
+            let pick = i.saturating_add(uniform_below_vartime(rng, remaining));
+            pool.swap(i, pick.min(254));
+            if let (Some(slot), Some(x)) = (indices.get_mut(i), pool.get(i)) {
+                *slot = ShareIndex::new(*x).unwrap_or(ShareIndex::MIN);
+            }
+        }
+        Ok(Splitter::build(threshold, indices, splitter.count))
+    }
+
+    /// The same splitter running a given backend.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedBackend`] if this CPU or build cannot run it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{Backend, Splitter, Threshold};
+    ///
+    /// let splitter = Splitter::new(Threshold::try_from(2u8)?, 3)?.with_backend(Backend::Soft)?;
+    /// assert_eq!(splitter.backend(), Backend::Soft);
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    pub fn with_backend(mut self, backend: Backend) -> Result<Splitter, Error> {
+        self.engine = Engine::new(backend)?;
+        Ok(self)
+    }
+
+    /// The threshold.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{Splitter, Threshold};
+    ///
+    /// let t = Threshold::try_from(2u8)?;
+    /// assert_eq!(Splitter::new(t, 3)?.threshold(), t);
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    #[must_use]
+    pub fn threshold(&self) -> Threshold {
+        self.threshold
+    }
+
+    /// The number of shares each split makes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{Splitter, Threshold};
+    ///
+    /// assert_eq!(Splitter::new(Threshold::try_from(2u8)?, 3)?.share_count(), 3);
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    #[must_use]
+    pub fn share_count(&self) -> usize {
+        self.count
+    }
+
+    /// The x-coordinates, in the order shares are returned (and `split_into` buffers filled).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{Splitter, Threshold};
+    ///
+    /// let splitter = Splitter::new(Threshold::try_from(2u8)?, 3)?;
+    /// let xs: Vec<u8> = splitter.indices().iter().map(|x| x.get()).collect();
+    /// assert_eq!(xs, [1, 2, 3]);
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    #[must_use]
+    pub fn indices(&self) -> &[ShareIndex] {
+        self.indices.get(..self.count).unwrap_or_default()
+    }
+
+    /// The backend in use.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{Backend, Splitter, Threshold};
+    ///
+    /// let splitter = Splitter::new(Threshold::try_from(2u8)?, 3)?;
+    /// assert_eq!(splitter.backend(), Backend::detect());
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.engine.backend()
+    }
+
+    /// Splits `secret` with this thread's [`FastRng`](crate::FastRng).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EmptySecret`] for an empty secret; [`Error::Rng`] if the operating system's
+    /// generator fails while seeding this thread's generator.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{Splitter, Threshold};
+    ///
+    /// let shares = Splitter::new(Threshold::try_from(2u8)?, 3)?.split(&[0x42; 32])?;
+    /// assert_eq!(shares.len(), 3);
+    /// assert!(shares.iter().all(|s| s.secret_len() == 32));
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    pub fn split(&self, secret: &[u8]) -> Result<Vec<Share>, Error> {
+        with_thread_rng(|rng| self.split_with_rng(secret, rng))?
+    }
+
+    /// Splits `secret` drawing the polynomial coefficients from `rng`.
+    ///
+    /// The coefficients are raw output bytes of `rng`, so each is uniform over all 256 values
+    /// if `rng` is a CSPRNG. Use a seeded generator only for tests: anyone who knows the seed
+    /// and one share learns the secret.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EmptySecret`] for an empty secret.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{FastRng, Splitter, Threshold};
+    ///
+    /// let mut rng = FastRng::new()?;
+    /// let splitter = Splitter::new(Threshold::try_from(3u8)?, 5)?;
+    /// let shares = splitter.split_with_rng(b"secret", &mut rng)?;
+    /// assert_eq!(shares.len(), 5);
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    pub fn split_with_rng<R: CryptoRng + ?Sized>(
+        &self,
+        secret: &[u8],
+        rng: &mut R,
+    ) -> Result<Vec<Share>, Error> {
+        if secret.is_empty() {
+            return Err(Error::EmptySecret);
+        }
+        let mut shares: Vec<Share> = self
+            .indices()
+            .iter()
+            .map(|x| Share::zeroed(*x, secret.len()))
+            .collect();
+        self.split_core(secret, shares.as_mut_slice(), rng)?;
+        Ok(shares)
+    }
+
+    /// Splits `secret` into caller-provided buffers, with this thread's
+    /// [`FastRng`](crate::FastRng). Allocates nothing (after the first call on a thread, which
+    /// creates the generator).
+    ///
+    /// `outputs[i]` receives the y-values of the share at `indices()[i]`; there must be
+    /// exactly [`share_count`](Splitter::share_count) buffers, each as long as the secret.
+    /// Pair each buffer with its index, e.g. with [`ShareRef::new`](crate::ShareRef::new).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EmptySecret`], [`Error::OutputMismatch`] for a wrong number or length of
+    /// buffers, [`Error::Rng`] if seeding this thread's generator fails. Nothing is written on
+    /// error.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{Combiner, ShareRef, Splitter, Threshold};
+    ///
+    /// let t = Threshold::try_from(2u8)?;
+    /// let splitter = Splitter::new(t, 3)?;
+    /// let secret = [7u8; 32];
+    /// let mut bufs = [[0u8; 32]; 3];
+    /// {
+    ///     let mut outputs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+    ///     splitter.split_into(&secret, &mut outputs)?;
+    /// }
+    /// let x = splitter.indices();
+    /// let shares = [ShareRef::new(x[0], &bufs[0])?, ShareRef::new(x[2], &bufs[2])?];
+    /// let mut recovered = [0u8; 32];
+    /// Combiner::new(t).combine_into(&shares, &mut recovered)?;
+    /// assert_eq!(recovered, secret);
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    pub fn split_into(&self, secret: &[u8], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
+        self.check_outputs(secret, outputs)?;
+        with_thread_rng(|rng| self.split_core(secret, outputs, rng))?
+    }
+
+    /// Splits `secret` into caller-provided buffers, drawing coefficients from `rng`. See
+    /// [`split_into`](Splitter::split_into) for the buffer layout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EmptySecret`], [`Error::OutputMismatch`] for a wrong number or length of
+    /// buffers. Nothing is written on error.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use gf256_shamir::{FastRng, Splitter, Threshold};
+    ///
+    /// let splitter = Splitter::new(Threshold::try_from(2u8)?, 2)?;
+    /// let (mut a, mut b) = ([0u8; 4], [0u8; 4]);
+    /// splitter.split_into_with_rng(b"abcd", &mut [&mut a, &mut b], &mut FastRng::new()?)?;
+    /// # Ok::<(), gf256_shamir::Error>(())
+    /// ```
+    pub fn split_into_with_rng<R: CryptoRng + ?Sized>(
+        &self,
+        secret: &[u8],
+        outputs: &mut [&mut [u8]],
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        self.check_outputs(secret, outputs)?;
+        self.split_core(secret, outputs, rng)
+    }
+
+    /// Validates the secret and the caller's output buffers.
+    fn check_outputs(&self, secret: &[u8], outputs: &[&mut [u8]]) -> Result<(), Error> {
+        if secret.is_empty() {
+            return Err(Error::EmptySecret);
+        }
+        if outputs.len() != self.count {
+            return Err(Error::OutputMismatch {
+                what: "buffer count",
+                expected: self.count,
+                found: outputs.len(),
+            });
+        }
+        match outputs.iter().find(|out| out.len() != secret.len()) {
+            Some(out) => Err(Error::OutputMismatch {
+                what: "buffer length",
+                expected: secret.len(),
+                found: out.len(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the shares' y-values into `sink`, whose rows have the secret's length.
+    fn split_core<O: ShareSink + ?Sized, R: CryptoRng + ?Sized>(
+        &self,
+        secret: &[u8],
+        sink: &mut O,
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        let degree = self.threshold.count().saturating_sub(1);
+        let group = degree.min(MAX_COLS);
+        let need = secret.len().saturating_mul(group);
+        if need <= TINY_SCRATCH {
+            self.split_chunked::<TINY_SCRATCH, O, R>(secret, sink, rng)
+        } else if need <= SMALL_SCRATCH {
+            self.split_chunked::<SMALL_SCRATCH, O, R>(secret, sink, rng)
+        } else {
+            self.split_chunked::<LARGE_SCRATCH, O, R>(secret, sink, rng)
+        }
+    }
+
+    /// The split, chunk by chunk of the secret and group by group of coefficients, with an
+    /// `N`-byte scratch for one group's coefficients of one chunk.
+    ///
+    /// Random bytes are consumed in this order: for each chunk of the secret, for each group of
+    /// up to 8 coefficient degrees (1 to 8, then 9 to 16, …), one row of `chunk length` bytes
+    /// per degree. Each secret byte thus gets `threshold - 1` independent uniform coefficients.
+    // Not inlined, so that small splits do not pay for (and probe the stack pages of) the large
+    // variant's frame.
+    #[inline(never)]
+    fn split_chunked<const N: usize, O: ShareSink + ?Sized, R: CryptoRng + ?Sized>(
+        &self,
+        secret: &[u8],
+        sink: &mut O,
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        let degree = self.threshold.count().saturating_sub(1);
+        let group = degree.clamp(1, MAX_COLS);
+        let chunk_len = N.checked_div(group).unwrap_or(N).max(1);
+        let mut scratch = Scratch::<N>::new();
+        let mut coeffs = Coeffs::ZERO;
+
+        for (chunk_index, chunk) in secret.chunks(chunk_len).enumerate() {
+            let start = chunk_index.saturating_mul(chunk_len);
+            let range = start..start.saturating_add(chunk.len());
+            let mut first_degree = 1usize;
+            while first_degree <= degree {
+                let cols = degree
+                    .saturating_sub(first_degree)
+                    .saturating_add(1)
+                    .min(MAX_COLS);
+                let random = scratch.prefix(cols.saturating_mul(chunk.len()));
+                rng.fill_bytes(random);
+                let mut inputs: [&[u8]; MAX_COLS] = [&[]; MAX_COLS];
+                for (slot, row) in inputs.iter_mut().zip(random.chunks_exact(chunk.len())) {
+                    *slot = row;
+                }
+                let init = if first_degree == 1 {
+                    Init::Xor(chunk)
+                } else {
+                    Init::Accumulate
+                };
+
+                let mut first_row = 0;
+                while first_row < self.count {
+                    let rows = self.count.saturating_sub(first_row).min(MAX_ROWS);
+                    if first_row == 0 && first_degree == 1 {
+                        coeffs = self.powers;
+                    } else {
+                        for r in 0..rows {
+                            let x = self
+                                .indices
+                                .get(first_row.saturating_add(r))
+                                .map_or(0, |x| x.get());
+                            coeffs_row_vartime(&mut coeffs, r, x, first_degree, cols);
+                        }
+                    }
+                    let mut outputs: [&mut [u8]; MAX_ROWS] = Default::default();
+                    let written = sink.rows(first_row, range.clone(), &mut outputs);
+                    self.engine.dot(
+                        &coeffs,
+                        inputs.get(..cols).unwrap_or_default(),
+                        init,
+                        outputs.get_mut(..written).unwrap_or_default(),
+                    )?;
+                    first_row = first_row.saturating_add(MAX_ROWS);
+                }
+                first_degree = first_degree.saturating_add(MAX_COLS);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Splitter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Splitter")
+            .field("threshold", &self.threshold.get())
+            .field("indices", &self.indices())
+            .field("backend", &self.backend())
+            .finish()
+    }
+}
+
+/// Row `r` of the split's scalars: `x^first_degree, x^(first_degree + 1), …` (`cols` of them)
+/// for the public x-coordinate `x`.
+fn coeffs_row_vartime(coeffs: &mut Coeffs, r: usize, x: u8, first_degree: usize, cols: usize) {
+    let exponent = u32::try_from(first_degree).unwrap_or(0);
+    let mut power = field::pow_vartime(x, exponent);
+    for c in 0..cols {
+        coeffs.set(r, c, power);
+        power = field::mul_vartime(power, x);
+    }
+}
+
+/// Fails with [`Error::DuplicateIndex`] on the first x-coordinate seen twice.
+fn ensure_distinct_vartime(indices: impl Iterator<Item = ShareIndex>) -> Result<(), Error> {
+    let mut seen = [0u64; 4];
+    for x in indices {
+        let x = x.get();
+        let bit = 1u64 << (x & 63);
+        let Some(word) = seen.get_mut(usize::from(x >> 6)) else {
+            continue;
+        };
+        if *word & bit != 0 {
+            return Err(Error::DuplicateIndex { index: x });
+        }
+        *word |= bit;
+    }
+    Ok(())
+}
+
+/// A uniform integer in `0..bound` (`1 <= bound <= 256`) by rejection sampling of bytes. The
+/// result becomes a public x-coordinate; rejected bytes are discarded.
+fn uniform_below_vartime<R: CryptoRng + ?Sized>(rng: &mut R, bound: usize) -> usize {
+    let bound = bound.clamp(1, 256);
+    // The largest multiple of `bound` not above 256; bytes at or above it are rejected.
+    let limit = 256usize.saturating_sub(256usize.checked_rem(bound).unwrap_or(0));
+    loop {
+        let mut byte = [0u8; 1];
+        rng.fill_bytes(&mut byte);
+        let value = usize::from(byte[0]);
+        if value < limit {
+            return value.checked_rem(bound).unwrap_or(0);
+        }
+    }
+}
+
+/// Where a split writes the shares' y-values: owned shares or caller buffers.
+trait ShareSink {
+    /// Fills `out` with the byte range `range` of rows `first..first + MAX_ROWS` (as many as
+    /// exist) and returns how many were filled.
+    fn rows<'s>(
+        &'s mut self,
+        first: usize,
+        range: Range<usize>,
+        out: &mut [&'s mut [u8]; MAX_ROWS],
+    ) -> usize;
+}
+
+impl ShareSink for [Share] {
+    fn rows<'s>(
+        &'s mut self,
+        first: usize,
+        range: Range<usize>,
+        out: &mut [&'s mut [u8]; MAX_ROWS],
+    ) -> usize {
+        let shares = self.get_mut(first..).unwrap_or_default();
+        out.iter_mut()
+            .zip(shares)
+            .map(|(slot, share)| *slot = share.y_mut().get_mut(range.clone()).unwrap_or_default())
+            .count()
+    }
+}
+
+impl ShareSink for [&mut [u8]] {
+    fn rows<'s>(
+        &'s mut self,
+        first: usize,
+        range: Range<usize>,
+        out: &mut [&'s mut [u8]; MAX_ROWS],
+    ) -> usize {
+        let buffers = self.get_mut(first..).unwrap_or_default();
+        out.iter_mut()
+            .zip(buffers)
+            .map(|(slot, buffer)| *slot = buffer.get_mut(range.clone()).unwrap_or_default())
+            .count()
+    }
+}
+
+/// Splits `secret` into `shares` shares at x = 1, …, `shares`, any `threshold` of which
+/// reconstruct it, using the best backend and this thread's [`FastRng`](crate::FastRng).
+///
+/// # Errors
+///
+/// [`Error::ThresholdOutOfRange`] unless `2 <= threshold`, [`Error::ShareCountOutOfRange`]
+/// unless `threshold <= shares`, [`Error::EmptySecret`] for an empty secret, [`Error::Rng`] if
+/// seeding this thread's generator fails.
+///
+/// # Example
+///
+/// ```
+/// let dek = [0x5Au8; 32];
+/// let shares = gf256_shamir::split(&dek, 2, 3)?;
+/// let recovered = gf256_shamir::combine(&[&shares[0], &shares[2]], 2)?;
+/// assert_eq!(recovered.as_slice(), &dek);
+/// # Ok::<(), gf256_shamir::Error>(())
+/// ```
+pub fn split(secret: &[u8], threshold: u8, shares: u8) -> Result<Vec<Share>, Error> {
+    Splitter::new(Threshold::try_from(threshold)?, shares)?.split(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinctness_check_finds_the_repeat() {
+        let xs = [1u8, 64, 200, 64].map(|x| ShareIndex::new(x).unwrap());
+        assert_eq!(
+            ensure_distinct_vartime(xs.into_iter()),
+            Err(Error::DuplicateIndex { index: 64 })
+        );
+        let all = (1..=255u8).map(|x| ShareIndex::new(x).unwrap());
+        assert_eq!(ensure_distinct_vartime(all), Ok(()));
+    }
+
+    #[test]
+    fn debug_shows_only_public_configuration() {
+        let splitter = Splitter::new(Threshold::new(2).unwrap(), 3)
+            .unwrap()
+            .with_backend(Backend::Soft)
+            .unwrap();
+        assert_eq!(
+            format!("{splitter:?}"),
+            "Splitter { threshold: 2, indices: [ShareIndex(1), ShareIndex(2), ShareIndex(3)], \
+             backend: Soft }"
+        );
+    }
+}
