@@ -348,6 +348,10 @@ impl Pkcs11ProviderBuilder {
 /// per module, and every provider on the same module must share that one initialization.
 static MODULES: LazyLock<Mutex<HashMap<PathBuf, Pkcs11>>> = LazyLock::new(Mutex::default);
 
+/// Serializes the creation of token objects (key generation) across every provider in the
+/// process; see `Shared::generate`.
+static TOKEN_OBJECT_CREATION: Mutex<()> = Mutex::new(());
+
 fn load_module(provider: &str, path: &Path) -> Result<Pkcs11, Error> {
     let mut modules = MODULES.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(ctx) = modules.get(path) {
@@ -682,6 +686,14 @@ impl Shared {
             Attribute::Label(self.key_label.as_bytes().to_vec()),
             Attribute::Id(version.to_be_bytes().to_vec()),
         ];
+        // Token objects are created one at a time per process. Creating a key is rare (first
+        // start, rotation), so this costs nothing, and modules differ in how well they cope
+        // with concurrent token-object creation (a parallel test run once saw SoftHSM2 answer
+        // CKR_GENERAL_ERROR to C_GenerateKey while other threads were creating keys on the
+        // same token).
+        let _serialized = TOKEN_OBJECT_CREATION
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let handle = session
             .generate_key(&Mechanism::AesKeyGen, &template)
             .map_err(|e| map_err(&self.name, e, Op::Other))?;
