@@ -1,0 +1,235 @@
+//! The command line: `serve` (the default) and `config check`.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::app::{ServerError, VaultServer};
+use crate::config::{Config, ConfigError, LogFormat};
+
+/// `vault-server`: the mpc-vault HTTP API.
+///
+/// # Example
+///
+/// ```
+/// use clap::Parser as _;
+/// use vault_server::{Cli, Command, ConfigCommand};
+///
+/// let cli = Cli::parse_from(["vault-server", "--config", "vault.toml", "config", "check"]);
+/// assert!(matches!(cli.command, Some(Command::Config { command: ConfigCommand::Check })));
+/// ```
+#[derive(Debug, Parser)]
+#[command(name = "vault-server", version, about)]
+#[non_exhaustive]
+pub struct Cli {
+    /// A TOML configuration file; without one the defaults apply (127.0.0.1:8443,
+    /// ./mpc-vault-data, three local development providers). `MPCVAULT_*` variables override it.
+    #[arg(long, short, env = "MPCVAULT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+///
+/// # Example
+///
+/// ```
+/// use clap::Parser as _;
+/// let cli = vault_server::Cli::parse_from(["vault-server", "serve"]);
+/// assert!(matches!(cli.command, Some(vault_server::Command::Serve)));
+/// ```
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+pub enum Command {
+    /// Run the server until SIGINT or SIGTERM.
+    Serve,
+    /// Configuration tools.
+    Config {
+        /// The configuration tool.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `config` subcommands.
+///
+/// # Example
+///
+/// ```
+/// use clap::Parser as _;
+/// let cli = vault_server::Cli::parse_from(["vault-server", "config", "check"]);
+/// assert!(matches!(cli.command, Some(vault_server::Command::Config { .. })));
+/// ```
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+pub enum ConfigCommand {
+    /// Load and validate the configuration, print a summary, and exit.
+    Check,
+}
+
+/// Why the command failed.
+///
+/// # Example
+///
+/// ```
+/// let err = vault_server::RunError::from(vault_server::ConfigError::Parse("bad".into()));
+/// assert_eq!(err.to_string(), "invalid configuration: bad");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server failed to start or serve.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// Writing to stdout failed.
+    #[error("stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+///
+/// [`RunError`] if the configuration is invalid or the server fails.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use clap::Parser as _;
+/// let cli = vault_server::Cli::parse_from(["vault-server", "--config", "/nonexistent.toml", "config", "check"]);
+/// assert!(vault_server::run(cli).await.is_err());
+/// # }
+/// ```
+pub async fn run(cli: Cli) -> Result<(), RunError> {
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MPCVAULT_"))
+        .collect();
+    let config = Config::load(cli.config.as_deref(), &env)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let providers: Vec<String> = config
+                .providers()
+                .iter()
+                .map(|(name, p)| match config.resilience(name) {
+                    Some(r) => format!(
+                        "{name} ({}, timeout {} ms, {} attempts)",
+                        backend_name(p),
+                        r.timeout().as_millis(),
+                        r.retry_attempts()
+                    ),
+                    None => format!("{name} ({})", backend_name(p)),
+                })
+                .collect();
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "configuration OK\n  listen: {}\n  data_dir: {}\n  max_value_bytes: {}\n  \
+                 request_timeout: {} s\n  tls: {}\n  providers: {}",
+                config.listen(),
+                config.data_dir().display(),
+                config.max_value_bytes(),
+                config.request_timeout().as_secs(),
+                config.tls_cert_file().map_or_else(
+                    || "off (plain HTTP)".to_owned(),
+                    |p| p.display().to_string()
+                ),
+                providers.join(", ")
+            )
+            .map_err(RunError::Stdout)?;
+            Ok(())
+        }
+        Command::Serve => serve(config).await,
+    }
+}
+
+fn backend_name(p: &crate::config::ProviderConfig) -> &'static str {
+    match p {
+        crate::config::ProviderConfig::Local { .. } => "local",
+        crate::config::ProviderConfig::Pkcs11 { .. } => "pkcs11",
+        crate::config::ProviderConfig::Aws { .. } => "aws",
+        crate::config::ProviderConfig::Gcp { .. } => "gcp",
+        crate::config::ProviderConfig::Azure { .. } => "azure",
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests calling `run` twice) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn serve(config: Config) -> Result<(), RunError> {
+    init_tracing(config.log_format());
+    let server = VaultServer::open(config).await?;
+    if let Some(key) = server.bootstrap_admin_key().await? {
+        // Printed once, to stdout only: the key must never reach the logs.
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "\nFirst start: created the admin API key. It is shown only this once; store it now:\n\n    {}\n",
+            key.expose_secret()
+        )
+        .map_err(RunError::Stdout)?;
+        out.flush().map_err(RunError::Stdout)?;
+    }
+    let listener = TcpListener::bind(server.config().listen())
+        .await
+        .map_err(ServerError::Io)?;
+    let scheme = if server.config().tls_cert_file().is_some() {
+        "HTTPS"
+    } else {
+        "plain HTTP"
+    };
+    tracing::info!(
+        address = %listener.local_addr().map_err(ServerError::Io)?,
+        data_dir = %server.config().data_dir().display(),
+        "mpc-vault server listening ({scheme})"
+    );
+    server.serve(listener, shutdown_signal()).await?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received; finishing requests in flight");
+}

@@ -1,0 +1,38 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+// `panic` is also a workspace lint; repeated here because this crate's promise (no panic on any
+// request) must not depend on workspace settings.
+#![warn(clippy::panic)]
+
+mod app;
+mod auth;
+mod cli;
+mod config;
+mod dto;
+mod extract;
+mod generate;
+mod ids;
+mod openapi;
+mod problem;
+mod resilience;
+mod routes;
+mod storage;
+mod time;
+mod tls;
+mod validate;
+
+pub use crate::app::{ServerError, VaultServer};
+pub use crate::auth::ApiKeySecret;
+pub use crate::cli::{Cli, Command, ConfigCommand, RunError, run};
+pub use crate::config::{
+    Config, ConfigError, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_VALUE_BYTES, LogFormat,
+    ProviderConfig,
+};
+pub use crate::openapi::openapi_json;
+pub use crate::problem::ApiError;
+pub use crate::resilience::ProviderResilience;
+pub use crate::storage::{
+    ApiKeyRecord, NewVersion, ShareRecord, SqliteStorage, Storage, StorageError,
+    VaultCustodyRecord, VaultRecord, VersionRecord,
+};
+pub use crate::validate::MAX_PATH_LEN;

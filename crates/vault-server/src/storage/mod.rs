@@ -1,0 +1,307 @@
+//! The storage trait and its records. The server's handlers see only this trait; SQLite
+//! implements it now and PostgreSQL will implement it against the same test suite.
+
+mod sqlite;
+
+pub use sqlite::SqliteStorage;
+
+use async_trait::async_trait;
+
+/// A storage failure.
+///
+/// # Example
+///
+/// ```
+/// let err = vault_server::StorageError::Conflict;
+/// assert_eq!(err.to_string(), "a concurrent write created the same row first");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A unique row (such as the next version of a secret) was written concurrently.
+    #[error("a concurrent write created the same row first")]
+    Conflict,
+    /// A stored row does not decode (a column out of range, bad JSON).
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What does not decode.
+        reason: String,
+    },
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Running the migrations failed.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The data directory could not be created.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A stored API key (its hash only).
+///
+/// # Example
+///
+/// ```
+/// let key = vault_server::ApiKeyRecord {
+///     id: "k1".into(), user_id: "admin".into(), name: "ci".into(), key_hash: vec![0; 32],
+///     key_prefix: "1ck_abcdefgh".into(), vault_scope: None, created_at: 0, revoked_at: None,
+/// };
+/// assert!(key.revoked_at.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// The key's id (public).
+    pub id: String,
+    /// The user the key acts for.
+    pub user_id: String,
+    /// A label.
+    pub name: String,
+    /// SHA-256 of the full key.
+    pub key_hash: Vec<u8>,
+    /// The first characters of the key, to recognise it in listings.
+    pub key_prefix: String,
+    /// The vaults the key may use; `None` for every vault of its user.
+    pub vault_scope: Option<Vec<String>>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// A stored vault.
+///
+/// # Example
+///
+/// ```
+/// let vault = vault_server::VaultRecord {
+///     id: "v1".into(), name: "payments".into(), description: String::new(),
+///     created_by: "admin".into(), created_at: 0, cmek_enabled: false, custody: None,
+/// };
+/// assert!(vault.custody.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultRecord {
+    /// UUID.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Description (empty if none was given).
+    pub description: String,
+    /// The user that created it.
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Customer-managed encryption keys (always false in this server).
+    pub cmek_enabled: bool,
+    /// The custody: canonical mode string, threshold, provider names; `None` until set.
+    pub custody: Option<VaultCustodyRecord>,
+}
+
+/// A vault's custody columns.
+///
+/// # Example
+///
+/// ```
+/// let custody = vault_server::VaultCustodyRecord {
+///     mode: "2of3_multi_hsm".into(), threshold: 2,
+///     providers: vec!["gcp".into(), "aws".into(), "azure".into()],
+/// };
+/// assert_eq!(custody.providers.len(), 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultCustodyRecord {
+    /// The canonical mode string.
+    pub mode: String,
+    /// The threshold.
+    pub threshold: u8,
+    /// Provider names of the mode's provider slots.
+    pub providers: Vec<String>,
+}
+
+/// One stored slot of a secret version.
+///
+/// # Example
+///
+/// ```
+/// let pending = vault_server::ShareRecord { slot: 3, provider: "azure".into(), blob: None };
+/// assert!(pending.blob.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRecord {
+    /// Slot index (1-based).
+    pub slot: u8,
+    /// Provider name.
+    pub provider: String,
+    /// The wrapped share, or `None` for a pending slot.
+    pub blob: Option<Vec<u8>>,
+}
+
+/// A stored secret version with its secret's identity.
+///
+/// # Example
+///
+/// ```
+/// let v = vault_server::VersionRecord {
+///     secret_id: "s1".into(), version_id: "s1v1".into(), vault_id: "v1".into(),
+///     path: "db/password".into(), version: 1, secret_type: "generic".into(),
+///     custody_mode: "standard".into(), envelope: vec![], metadata: "{}".into(),
+///     expires_at: None, max_access_count: None, access_count: 0, disabled: false,
+///     deleted: false, created_by: "admin".into(), created_at: 0,
+/// };
+/// assert_eq!(v.version, 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    /// The secret's id (stable across versions).
+    pub secret_id: String,
+    /// This version's row id.
+    pub version_id: String,
+    /// The vault.
+    pub vault_id: String,
+    /// The secret path.
+    pub path: String,
+    /// Version number, from 1.
+    pub version: u64,
+    /// Secret type.
+    pub secret_type: String,
+    /// Canonical custody mode string.
+    pub custody_mode: String,
+    /// Envelope bytes.
+    pub envelope: Vec<u8>,
+    /// Metadata as JSON text.
+    pub metadata: String,
+    /// Unix milliseconds.
+    pub expires_at: Option<i64>,
+    /// Reads allowed, if bounded.
+    pub max_access_count: Option<u64>,
+    /// Reads so far.
+    pub access_count: u64,
+    /// Disabled version.
+    pub disabled: bool,
+    /// Soft-deleted version.
+    pub deleted: bool,
+    /// The user that wrote it.
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A version to write, with all its shares.
+///
+/// # Example
+///
+/// ```
+/// # let version = vault_server::VersionRecord {
+/// #     secret_id: String::new(), version_id: "s1v1".into(), vault_id: "v1".into(),
+/// #     path: "db/password".into(), version: 1, secret_type: "generic".into(),
+/// #     custody_mode: "standard".into(), envelope: vec![], metadata: "{}".into(),
+/// #     expires_at: None, max_access_count: None, access_count: 0, disabled: false,
+/// #     deleted: false, created_by: "admin".into(), created_at: 0,
+/// # };
+/// let new = vault_server::NewVersion {
+///     new_secret_id: "s1".into(),
+///     version,
+///     shares: vec![vault_server::ShareRecord { slot: 1, provider: "gcp".into(), blob: Some(vec![1]) }],
+/// };
+/// assert_eq!(new.shares.len(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVersion {
+    /// Id for the secret row if this is the first version.
+    pub new_secret_id: String,
+    /// The version row fields (`secret_id` is ignored when the secret already exists).
+    pub version: VersionRecord,
+    /// One row per provider slot.
+    pub shares: Vec<ShareRecord>,
+}
+
+/// The storage the server runs on.
+///
+/// Every write that must not be half done (a version and its shares) is one call, which an
+/// implementation runs in one transaction.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use vault_server::{SqliteStorage, Storage};
+///
+/// let dir = tempfile::tempdir()?;
+/// let storage = SqliteStorage::open(dir.path()).await?;
+/// assert_eq!(storage.api_key_count().await?, 0);
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// How many API keys exist (revoked ones included).
+    async fn api_key_count(&self) -> Result<u64, StorageError>;
+    /// Stores a new API key.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError>;
+    /// The key whose hash this is.
+    async fn find_api_key_by_hash(&self, hash: &[u8])
+    -> Result<Option<ApiKeyRecord>, StorageError>;
+    /// The key with this id.
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StorageError>;
+    /// A user's keys, oldest first.
+    async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, StorageError>;
+    /// Revokes a user's key; false if there is no such unrevoked key.
+    async fn revoke_api_key(&self, user_id: &str, id: &str, at: i64) -> Result<bool, StorageError>;
+
+    /// Stores a new vault.
+    async fn insert_vault(&self, vault: &VaultRecord) -> Result<(), StorageError>;
+    /// A vault that is not deleted.
+    async fn get_vault(&self, id: &str) -> Result<Option<VaultRecord>, StorageError>;
+    /// A user's vaults that are not deleted, oldest first.
+    async fn list_vaults(&self, created_by: &str) -> Result<Vec<VaultRecord>, StorageError>;
+    /// Soft-deletes a vault; false if there is no such vault.
+    async fn delete_vault(&self, id: &str, at: i64) -> Result<bool, StorageError>;
+    /// Sets the custody of a vault that has none; false if it already has one (nothing is
+    /// changed).
+    async fn set_vault_custody(
+        &self,
+        id: &str,
+        custody: &VaultCustodyRecord,
+    ) -> Result<bool, StorageError>;
+
+    /// The highest version number of a secret (deleted ones included), if it exists.
+    async fn latest_version_number(
+        &self,
+        vault_id: &str,
+        path: &str,
+    ) -> Result<Option<u64>, StorageError>;
+    /// Writes a version and all its shares in one transaction, creating the secret if needed.
+    /// [`StorageError::Conflict`] if that version number exists already.
+    async fn put_version(&self, new: &NewVersion) -> Result<VersionRecord, StorageError>;
+    /// A version (the latest if `version` is `None`) with its shares.
+    async fn get_version(
+        &self,
+        vault_id: &str,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<Option<(VersionRecord, Vec<ShareRecord>)>, StorageError>;
+    /// Every version of a secret, oldest first.
+    async fn list_versions(
+        &self,
+        vault_id: &str,
+        path: &str,
+    ) -> Result<Vec<VersionRecord>, StorageError>;
+    /// The latest version of every secret under `prefix` whose latest version is not deleted,
+    /// ordered by path.
+    async fn list_secrets(
+        &self,
+        vault_id: &str,
+        prefix: &str,
+    ) -> Result<Vec<VersionRecord>, StorageError>;
+    /// Disables one version; false if it does not exist or is deleted.
+    async fn disable_version(&self, version_id: &str) -> Result<bool, StorageError>;
+    /// Soft-deletes every version of a secret; false if it has none left to delete.
+    async fn delete_secret(&self, vault_id: &str, path: &str) -> Result<bool, StorageError>;
+    /// Counts one read of a version unless it has reached its maximum; false if it had.
+    async fn record_access(&self, version_id: &str) -> Result<bool, StorageError>;
+    /// Closes the store, waiting for work in flight.
+    async fn close(&self);
+}

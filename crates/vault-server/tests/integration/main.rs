@@ -1,0 +1,26 @@
+//! One integration binary: every endpoint in process through `VaultServer::app()`, the
+//! bad-input table, the restart test and one end-to-end test over a real socket.
+
+// This binary is all tests: clippy.toml already lets `#[test]` functions unwrap, and the same
+// holds for the helpers they call, where a failed unwrap is a failed test with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod auth;
+mod bad_input;
+mod config;
+mod e2e;
+mod fuzz_api;
+mod health;
+mod isolation;
+mod logs;
+mod openapi;
+// Without the feature, `config::pkcs11_needs_the_feature` checks the refusal instead.
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
+mod resilience;
+mod restart;
+mod secrets;
+mod storage;
+mod support;
+mod tls;
+mod vaults;
