@@ -105,9 +105,7 @@ impl SlotIndex {
 
     /// The same index as a Shamir x-coordinate.
     pub(crate) fn share_index(self) -> gf256_shamir::ShareIndex {
-        // A slot index is never zero, so `new` always returns the same number; the fallback
-        // exists only because the conversion is spelled as an `Option`, and is never taken.
-        gf256_shamir::ShareIndex::new(self.get()).unwrap_or(gf256_shamir::ShareIndex::MIN)
+        gf256_shamir::ShareIndex::from(self.0)
     }
 }
 

@@ -92,6 +92,23 @@ impl TryFrom<u8> for ShareIndex {
     }
 }
 
+/// A non-zero byte is always a valid x-coordinate, so this conversion cannot fail.
+///
+/// # Example
+///
+/// ```
+/// use core::num::NonZeroU8;
+/// use gf256_shamir::ShareIndex;
+///
+/// let x = NonZeroU8::MIN.saturating_add(2);
+/// assert_eq!(ShareIndex::from(x).get(), 3);
+/// ```
+impl From<NonZeroU8> for ShareIndex {
+    fn from(x: NonZeroU8) -> ShareIndex {
+        ShareIndex(x)
+    }
+}
+
 impl From<ShareIndex> for u8 {
     fn from(x: ShareIndex) -> u8 {
         x.get()
