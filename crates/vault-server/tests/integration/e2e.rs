@@ -1,5 +1,6 @@
 //! One end-to-end test: a real socket on 127.0.0.1, a real HTTP client, graceful shutdown.
 
+use crate::support::LiveServer;
 use serde_json::{Value, json};
 use vault_server::{Config, VaultServer};
 
@@ -11,12 +12,8 @@ async fn create_vault_enable_mpc_put_get_over_a_socket() {
         .with_listen(([127, 0, 0, 1], 0).into());
     let server = VaultServer::open(config).await.unwrap();
     let key = server.bootstrap_admin_key().await.unwrap().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let live = LiveServer::serve(server).await;
+    let base = live.http_base();
 
     let http = reqwest::Client::new();
     let auth = format!("Bearer {}", key.expose_secret());
@@ -85,8 +82,7 @@ async fn create_vault_enable_mpc_put_get_over_a_socket() {
         "application/problem+json"
     );
 
-    stop.send(()).unwrap();
-    serving.await.unwrap().unwrap();
+    live.shutdown().await;
     // The socket is closed after the graceful shutdown.
     assert!(http.get(format!("{base}/v1/health")).send().await.is_err());
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::LiveServer;
 use serde_json::json;
 use vault_server::{Config, VaultServer};
 
@@ -32,12 +33,8 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .await
         .unwrap();
     let key = server.bootstrap_admin_key().await.unwrap().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let live = LiveServer::serve(server).await;
+    let base = live.http_base();
 
     // A valid access token (so the fuzzer exercises the JWT path too) and some data for the
     // stateful phase to find: vaults in each custody mode with a secret.
@@ -116,6 +113,5 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     // The server is still up and answers after the run.
     let health = http.get(format!("{base}/v1/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    stop.send(()).unwrap();
-    serving.await.unwrap().unwrap();
+    live.shutdown().await;
 }

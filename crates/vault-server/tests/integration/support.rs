@@ -7,6 +7,45 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use vault_server::{Config, VaultServer};
 
+/// A server listening on a real socket on 127.0.0.1 (a port the OS picks), for the tests that
+/// go through the network; `shutdown` stops it gracefully and checks that it ended cleanly.
+pub(crate) struct LiveServer {
+    pub(crate) addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl LiveServer {
+    pub(crate) async fn serve(server: VaultServer) -> LiveServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            server
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        LiveServer {
+            addr,
+            stop,
+            serving,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) fn http_base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub(crate) async fn shutdown(self) {
+        self.stop.send(()).unwrap();
+        self.serving.await.unwrap();
+    }
+}
+
 pub(crate) struct TestServer {
     pub(crate) server: VaultServer,
     pub(crate) admin_key: String,

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::support::LiveServer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
@@ -35,12 +36,8 @@ async fn the_server_speaks_tls_when_configured() {
     .with_data_dir(dir.path().join("data"));
     assert_eq!(config.tls_cert_file(), Some(cert.as_path()));
     let server = VaultServer::open(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let live = LiveServer::serve(server).await;
+    let addr = live.addr;
 
     let mut roots = RootCertStore::empty();
     roots.add(certified.cert.der().clone()).unwrap();
@@ -74,8 +71,7 @@ async fn the_server_speaks_tls_when_configured() {
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     assert!(answer.contains(r#""status":"ok""#), "{answer}");
 
-    stop.send(()).unwrap();
-    serving.await.unwrap().unwrap();
+    live.shutdown().await;
 }
 
 #[test]
