@@ -7,7 +7,8 @@
 //! The checks: round trip (several share sizes, serialized form, fresh nonces, input bounds);
 //! wrong context (each field: vault, path, version, share index, mode); tampering (every bit of
 //! the encoded form, every truncation, an extension); a blob from another key (as is and
-//! relabelled); unknown key and version; rotation; 1,000 concurrent wraps and unwraps; health;
+//! relabelled); unknown key and version; rotation (providers whose keys this crate rotates);
+//! 1,000 concurrent wraps and unwraps; health;
 //! and that every error names the provider and leaks no share bytes.
 //!
 //! With the `pkcs11` feature it also provides [`SoftHsmToken`], a throw-away SoftHSM2 token.
@@ -129,6 +130,7 @@ impl CheckFailure {
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Report {
     checks: Vec<&'static str>,
+    not_applicable: Vec<&'static str>,
     tamper_cases: usize,
 }
 
@@ -144,6 +146,17 @@ impl Report {
         &self.checks
     }
 
+    /// The checks that did not apply to this subject (`"rotation"` for a cloud KMS key).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(kms_providers::testkit::Report::default().not_applicable().is_empty());
+    /// ```
+    pub fn not_applicable(&self) -> &[&'static str] {
+        &self.not_applicable
+    }
+
     /// How many tampered encodings were tried.
     ///
     /// # Example
@@ -156,8 +169,13 @@ impl Report {
     }
 }
 
-/// What the suite runs against: the provider under test, which must be able to rotate, and a
-/// provider of the same kind holding a *different* KEK (another key name or label).
+/// What the suite runs against: the provider under test and a provider of the same kind
+/// holding a *different* KEK (another key name, label, key ARN or key resource).
+///
+/// Providers whose KEK versions this crate manages (`local`, `pkcs11`) are built with
+/// [`Subject::new`] and also pass the rotation check. Cloud KMS keys rotate on the cloud side
+/// (and their emulators may not rotate at all), so cloud providers use
+/// [`Subject::without_rotation`]; the [`Report`] then says the rotation check did not apply.
 ///
 /// # Example
 ///
@@ -173,13 +191,14 @@ impl Report {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct Subject<P> {
-    provider: Arc<P>,
+pub struct Subject {
+    provider: Arc<dyn KeyProvider>,
+    rotation: Option<Arc<dyn KeyRotation>>,
     other_key: Arc<dyn KeyProvider>,
 }
 
-impl<P: KeyRotation + 'static> Subject<P> {
-    /// The provider under test and another key of the same kind.
+impl Subject {
+    /// A provider that can rotate its KEK, and another key of the same kind.
     ///
     /// # Example
     ///
@@ -194,15 +213,55 @@ impl<P: KeyRotation + 'static> Subject<P> {
     /// );
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn new(provider: Arc<P>, other_key: Arc<dyn KeyProvider>) -> Self {
+    pub fn new<P: KeyRotation + 'static>(
+        provider: Arc<P>,
+        other_key: Arc<dyn KeyProvider>,
+    ) -> Self {
+        let rotation: Arc<dyn KeyRotation> = provider;
+        Self {
+            provider: rotation.clone(),
+            rotation: Some(rotation),
+            other_key,
+        }
+    }
+
+    /// A provider whose KEK rotates outside this crate (a cloud KMS), and another key of the
+    /// same kind. [`run_all`] runs every check but rotation and records that in the [`Report`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::sync::Arc;
+    /// # use kms_providers::LocalProvider;
+    /// use kms_providers::testkit::{run_all, Subject};
+    /// # let dir = tempfile::tempdir()?;
+    /// let s = Subject::without_rotation(
+    ///     Arc::new(LocalProvider::builder("a").key_dir(dir.path()).build()?),
+    ///     Arc::new(LocalProvider::builder("a").key_dir(dir.path()).key_name("b").build()?),
+    /// );
+    /// let report = run_all(&s).await?;
+    /// assert!(!report.checks().contains(&"rotation"));
+    /// assert_eq!(report.not_applicable(), &["rotation"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn without_rotation<P: KeyProvider + 'static>(
+        provider: Arc<P>,
+        other_key: Arc<dyn KeyProvider>,
+    ) -> Self {
         Self {
             provider,
+            rotation: None,
             other_key,
         }
     }
 }
 
 /// Runs every check, in an order where rotation comes last but one and concurrency last.
+///
+/// The rotation check runs only for a [`Subject::new`] subject; for a
+/// [`Subject::without_rotation`] one it is listed in [`Report::not_applicable`].
 ///
 /// # Errors
 ///
@@ -226,9 +285,7 @@ impl<P: KeyRotation + 'static> Subject<P> {
 /// assert_eq!(report.checks().len(), 10);
 /// # Ok(()) }
 /// ```
-pub async fn run_all<P: KeyRotation + 'static>(
-    subject: &Subject<P>,
-) -> Result<Report, CheckFailure> {
+pub async fn run_all(subject: &Subject) -> Result<Report, CheckFailure> {
     let p: &dyn KeyProvider = subject.provider.as_ref();
     let mut report = Report::default();
     check_health(p).await?;
@@ -247,10 +304,14 @@ pub async fn run_all<P: KeyRotation + 'static>(
     report.checks.push("unknown_key");
     check_errors_name_provider(p).await?;
     report.checks.push("errors_name_provider");
-    check_rotation(subject.provider.as_ref()).await?;
-    report.checks.push("rotation");
-    let shared: Arc<dyn KeyProvider> = subject.provider.clone();
-    check_concurrency(shared, CONCURRENT_OPERATIONS).await?;
+    match &subject.rotation {
+        Some(rotation) => {
+            check_rotation(rotation.as_ref()).await?;
+            report.checks.push("rotation");
+        }
+        None => report.not_applicable.push("rotation"),
+    }
+    check_concurrency(subject.provider.clone(), CONCURRENT_OPERATIONS).await?;
     report.checks.push("concurrency");
     Ok(report)
 }
