@@ -3,6 +3,8 @@
 // std (`geteuid`) in `rustix`.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "aws")]
+mod aws;
 mod context;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -22,6 +24,8 @@ pub mod testkit;
 mod wrapped;
 
 pub use async_trait::async_trait;
+#[cfg(feature = "aws")]
+pub use aws::{AwsKmsProvider, AwsKmsProviderBuilder, aws_https_client};
 pub use context::{
     ContextError, ContextField, MAX_CUSTODY_MODE_LEN, MAX_SECRET_PATH_LEN, MAX_VAULT_ID_LEN,
     WrapContext,
