@@ -23,7 +23,7 @@ use crate::auth::{ApiKeySecret, JwtKeys, KeyFileError};
 use crate::config::{Config, ProviderConfig};
 use crate::problem::{ApiError, PROBLEM_JSON};
 use crate::routes;
-use crate::storage::{ApiKeyRecord, SqliteStorage, Storage, StorageError};
+use crate::storage::{ApiKeyRecord, PostgresStorage, SqliteStorage, Storage, StorageError};
 use crate::time::now_millis;
 
 /// The request id header, set on every request and echoed on every answer.
@@ -169,7 +169,15 @@ impl VaultServer {
         config: Config,
         mut instrument: impl FnMut(&str, Arc<dyn KeyProvider>) -> Arc<dyn KeyProvider>,
     ) -> Result<VaultServer, ServerError> {
-        let storage = SqliteStorage::open(config.data_dir()).await?;
+        // The data directory holds the JWT signing key and, by default, the local providers'
+        // keys, whichever database holds the rest.
+        let storage: Arc<dyn Storage> = match config.database() {
+            Some(postgres) => {
+                crate::storage::create_private_dir(config.data_dir()).map_err(StorageError::Io)?;
+                Arc::new(PostgresStorage::connect(postgres).await?)
+            }
+            None => Arc::new(SqliteStorage::open(config.data_dir()).await?),
+        };
         let mut providers: Vec<ServerProvider> = Vec::new();
         for (name, provider) in config.providers() {
             let built = instrument(name, build_provider(&config, name, provider).await?);
@@ -199,7 +207,7 @@ impl VaultServer {
         let jwt = JwtKeys::load_or_create(config.data_dir())?;
         Ok(VaultServer {
             state: Arc::new(State {
-                storage: Arc::new(storage),
+                storage,
                 custodian,
                 providers,
                 jwt,
@@ -209,6 +217,9 @@ impl VaultServer {
     }
 
     /// Creates the first API key if the store has none, and returns it (to print once).
+    ///
+    /// Atomic in the store: of several replicas starting on one empty database, exactly one
+    /// creates (and prints) the key.
     ///
     /// # Errors
     ///
@@ -230,8 +241,12 @@ impl VaultServer {
         if self.state.storage.api_key_count().await? > 0 {
             return Ok(None);
         }
-        let (secret, _) = create_api_key(&*self.state.storage, "admin", "admin", None).await?;
-        Ok(Some(secret))
+        let (secret, record) = new_api_key("admin", "admin", None)?;
+        if self.state.storage.insert_first_api_key(&record).await? {
+            Ok(Some(secret))
+        } else {
+            Ok(None)
+        }
     }
 
     /// The whole HTTP API, with its middleware (request id, trace, timeout, body limit,
@@ -433,6 +448,17 @@ pub(crate) async fn create_api_key(
     name: &str,
     vault_scope: Option<Vec<String>>,
 ) -> Result<(ApiKeySecret, ApiKeyRecord), ServerError> {
+    let (secret, record) = new_api_key(user_id, name, vault_scope)?;
+    storage.insert_api_key(&record).await?;
+    Ok((secret, record))
+}
+
+/// A fresh key for a user and the record to store (its hash only).
+fn new_api_key(
+    user_id: &str,
+    name: &str,
+    vault_scope: Option<Vec<String>>,
+) -> Result<(ApiKeySecret, ApiKeyRecord), ServerError> {
     let secret = ApiKeySecret::generate().map_err(ServerError::Random)?;
     let record = ApiKeyRecord {
         id: crate::ids::new_id().map_err(ServerError::Random)?,
@@ -444,7 +470,6 @@ pub(crate) async fn create_api_key(
         created_at: now_millis(),
         revoked_at: None,
     };
-    storage.insert_api_key(&record).await?;
     Ok((secret, record))
 }
 

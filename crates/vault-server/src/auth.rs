@@ -162,20 +162,35 @@ impl JwtKeys {
             source,
         };
         let mut seed = Zeroizing::new([0u8; 32]);
-        match std::fs::read(&path) {
-            Ok(mut bytes) => {
-                if bytes.len() != 32 {
+        let read = |seed: &mut [u8; 32]| -> Result<bool, KeyFileError> {
+            match std::fs::read(&path) {
+                Ok(mut bytes) => {
+                    if bytes.len() != 32 {
+                        bytes.zeroize();
+                        return Err(KeyFileError::BadLength(path.display().to_string()));
+                    }
+                    seed.copy_from_slice(&bytes);
                     bytes.zeroize();
-                    return Err(KeyFileError::BadLength(path.display().to_string()));
+                    Ok(true)
                 }
-                seed.copy_from_slice(&bytes);
-                bytes.zeroize();
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(io(e)),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                getrandom::fill(seed.as_mut()).map_err(KeyFileError::Random)?;
-                write_private_file(&path, seed.as_ref()).map_err(io)?;
+        };
+        if !read(&mut seed)? {
+            getrandom::fill(seed.as_mut()).map_err(KeyFileError::Random)?;
+            match write_private_file(&path, seed.as_ref()) {
+                Ok(()) => {}
+                // Replicas sharing a data directory may start together: the first to publish
+                // the file wins and the others use its seed, so every replica signs and
+                // verifies with the same key.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !read(&mut seed)? {
+                        return Err(io(e));
+                    }
+                }
+                Err(e) => return Err(io(e)),
             }
-            Err(e) => return Err(io(e)),
         }
         let signing = SigningKey::from_bytes(&seed);
         let der = signing.to_pkcs8_der().map_err(|_| KeyFileError::Pkcs8)?;
@@ -244,17 +259,36 @@ fn unix_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes `bytes` to a private temporary file beside `path`, syncs it, then hard-links it to
+/// `path`: a reader never sees a half-written file, and the link fails with `AlreadyExists` if
+/// another process published `path` first.
 #[cfg(unix)]
 fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(std::io::Error::other)?;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp-{:016x}", u64::from_le_bytes(suffix)));
+    let tmp = std::path::PathBuf::from(tmp_name);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    // The temporary name is removed whether or not the link won.
+    let _ = std::fs::remove_file(&tmp);
+    written?;
+    // Persist the directory entry, so the seed that tokens were signed with survives a crash.
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(not(unix))]

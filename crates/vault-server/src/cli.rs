@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default) and `config check`.
+//! The command line: `serve` (the default), `config check` and `backup`.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -48,6 +48,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the server until SIGINT or SIGTERM.
     Serve,
+    /// Write a consistent copy of the SQLite database to a new file, safely while a server
+    /// runs on it. Back up the JWT signing key and the local providers' keys with it (see the
+    /// README's "Storage" section); for PostgreSQL use `pg_dump`.
+    Backup {
+        /// The file to write; it must not exist.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Configuration tools.
     Config {
         /// The configuration tool.
@@ -89,6 +97,9 @@ pub enum RunError {
     /// The server failed to start or serve.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The backup could not be written (or this configuration has no SQLite store to back up).
+    #[error("backup: {0}")]
+    Backup(String),
     /// Writing to stdout failed.
     #[error("stdout: {0}")]
     Stdout(std::io::Error),
@@ -135,10 +146,14 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "configuration OK\n  listen: {}\n  data_dir: {}\n  max_value_bytes: {}\n  \
+                "configuration OK\n  listen: {}\n  data_dir: {}\n  database: {}\n  max_value_bytes: {}\n  \
                  request_timeout: {} s\n  tls: {}\n  providers: {}",
                 config.listen(),
                 config.data_dir().display(),
+                config.database().map_or_else(
+                    || "SQLite (vault.db in data_dir)".to_owned(),
+                    ToString::to_string
+                ),
                 config.max_value_bytes(),
                 config.request_timeout().as_secs(),
                 config.tls_cert_file().map_or_else(
@@ -150,8 +165,47 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
             .map_err(RunError::Stdout)?;
             Ok(())
         }
+        Command::Backup { to } => backup(&config, &to).await,
         Command::Serve => serve(config).await,
     }
+}
+
+/// `vault-server backup --to FILE`: SQLite's `VACUUM INTO` on the configured data directory.
+async fn backup(config: &Config, to: &std::path::Path) -> Result<(), RunError> {
+    if config.database().is_some() {
+        return Err(RunError::Backup(
+            "this server stores its data in PostgreSQL: back it up with pg_dump (see the README)"
+                .into(),
+        ));
+    }
+    if to.exists() {
+        return Err(RunError::Backup(format!("{} exists already", to.display())));
+    }
+    let file = crate::storage::SqliteStorage::file_in(config.data_dir());
+    if !file.exists() {
+        return Err(RunError::Backup(format!(
+            "there is no database at {}",
+            file.display()
+        )));
+    }
+    let storage = crate::storage::SqliteStorage::open_existing(&file)
+        .await
+        .map_err(|e| RunError::Backup(e.to_string()))?;
+    let written = storage.backup_to(to).await;
+    crate::storage::Storage::close(&storage).await;
+    written.map_err(|e| RunError::Backup(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "backed up {} to {}\nAlso keep a copy of {} and of the local providers' key directory \
+         (default {}).",
+        file.display(),
+        to.display(),
+        config.data_dir().join("jwt-ed25519.seed").display(),
+        config.data_dir().join("keys").display()
+    )
+    .map_err(RunError::Stdout)?;
+    Ok(())
 }
 
 fn backend_name(p: &crate::config::ProviderConfig) -> &'static str {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::resilience::{ProviderResilience, RawResilience};
+use crate::storage::PostgresOptions;
 
 /// The address the server listens on when nothing else is configured.
 ///
@@ -227,6 +228,9 @@ struct RawConfig {
     request_timeout_secs: Option<u64>,
     token_ttl_secs: Option<u64>,
     log_format: Option<LogFormat>,
+    database_url: Option<String>,
+    database_max_connections: Option<u32>,
+    database_acquire_timeout_secs: Option<u64>,
     #[serde(default)]
     resilience: RawResilience,
     #[serde(default)]
@@ -266,6 +270,7 @@ pub struct Config {
     resilience: BTreeMap<String, ProviderResilience>,
     embedded_providers: bool,
     tls: Option<Tls>,
+    database: Option<PostgresOptions>,
 }
 
 impl Config {
@@ -304,6 +309,7 @@ impl Config {
             resilience,
             embedded_providers: true,
             tls: None,
+            database: None,
         }
     }
 
@@ -329,7 +335,8 @@ impl Config {
     /// Loads the configuration: the file if given, then `MPCVAULT_*` overrides from `env`
     /// (`MPCVAULT_LISTEN`, `MPCVAULT_DATA_DIR`, `MPCVAULT_MAX_VALUE_BYTES`,
     /// `MPCVAULT_REQUEST_TIMEOUT_SECS`, `MPCVAULT_TOKEN_TTL_SECS`, `MPCVAULT_LOG_FORMAT`,
-    /// `MPCVAULT_TLS_CERT_FILE`, `MPCVAULT_TLS_KEY_FILE`).
+    /// `MPCVAULT_TLS_CERT_FILE`, `MPCVAULT_TLS_KEY_FILE`, `MPCVAULT_DATABASE_URL`,
+    /// `MPCVAULT_DATABASE_MAX_CONNECTIONS`).
     ///
     /// # Errors
     ///
@@ -385,6 +392,12 @@ impl Config {
         if let Some(v) = env.get("MPCVAULT_TLS_KEY_FILE") {
             raw.tls.key_file = Some(PathBuf::from(v));
         }
+        if let Some(v) = env.get("MPCVAULT_DATABASE_URL") {
+            raw.database_url = Some(v.clone());
+        }
+        if let Some(v) = env.get("MPCVAULT_DATABASE_MAX_CONNECTIONS") {
+            raw.database_max_connections = Some(parse_env("MPCVAULT_DATABASE_MAX_CONNECTIONS", v)?);
+        }
         if let Some(v) = env.get("MPCVAULT_LOG_FORMAT") {
             raw.log_format = Some(match v.as_str() {
                 "text" => LogFormat::Text,
@@ -432,6 +445,11 @@ impl Config {
         if let Some(format) = raw.log_format {
             config.log_format = format;
         }
+        config.database = database(
+            raw.database_url.as_deref(),
+            raw.database_max_connections,
+            raw.database_acquire_timeout_secs,
+        )?;
         config.tls = match (raw.tls.cert_file, raw.tls.key_file) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(Tls {
@@ -672,6 +690,42 @@ impl Config {
         self.tls.as_ref().map(|t| t.cert_file.as_path())
     }
 
+    /// The PostgreSQL database, when `database_url` is set; `None` for the embedded SQLite store
+    /// in the data directory.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use vault_server::Config;
+    ///
+    /// assert!(Config::default_config().database().is_none());
+    /// let config = Config::from_toml_str(
+    ///     "database_url = \"postgres://vault:pw@127.0.0.1:5432/vault\"\ndatabase_max_connections = 4",
+    /// )?;
+    /// assert_eq!(config.database().map(|d| d.get_max_connections()), Some(4));
+    /// # Ok::<(), vault_server::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn database(&self) -> Option<&PostgresOptions> {
+        self.database.as_ref()
+    }
+
+    /// Uses PostgreSQL instead of the embedded SQLite store.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let options = vault_server::PostgresOptions::parse("postgres://vault@127.0.0.1/vault")?;
+    /// let config = vault_server::Config::default_config().with_database(options);
+    /// assert!(config.database().is_some());
+    /// # Ok::<(), vault_server::StorageError>(())
+    /// ```
+    #[must_use]
+    pub fn with_database(mut self, options: PostgresOptions) -> Config {
+        self.database = Some(options);
+        self
+    }
+
     /// The TLS settings.
     pub(crate) fn tls(&self) -> Option<&Tls> {
         self.tls.as_ref()
@@ -681,6 +735,51 @@ impl Config {
     pub(crate) fn default_key_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
     }
+}
+
+/// The PostgreSQL settings, if a database URL is configured; the pool settings without a URL
+/// are refused rather than silently ignored.
+fn database(
+    url: Option<&str>,
+    max_connections: Option<u32>,
+    acquire_timeout_secs: Option<u64>,
+) -> Result<Option<PostgresOptions>, ConfigError> {
+    let Some(url) = url else {
+        if max_connections.is_some() || acquire_timeout_secs.is_some() {
+            return Err(invalid(
+                "database_url",
+                "is required with database_max_connections and database_acquire_timeout_secs \
+                 (without it the server uses SQLite in data_dir)",
+            ));
+        }
+        return Ok(None);
+    };
+    // The message never repeats the URL: it may hold a password.
+    let mut options = PostgresOptions::parse(url).map_err(|e| {
+        invalid(
+            "database_url",
+            &format!("use postgres://user:password@host:port/database ({e})"),
+        )
+    })?;
+    if let Some(max) = max_connections {
+        if !(1..=1000).contains(&max) {
+            return Err(invalid(
+                "database_max_connections",
+                "must be between 1 and 1000",
+            ));
+        }
+        options = options.max_connections(max);
+    }
+    if let Some(secs) = acquire_timeout_secs {
+        if !(1..=600).contains(&secs) {
+            return Err(invalid(
+                "database_acquire_timeout_secs",
+                "must be between 1 and 600",
+            ));
+        }
+        options = options.acquire_timeout(Duration::from_secs(secs));
+    }
+    Ok(Some(options))
 }
 
 /// Checks one provider's backend settings (its resilience keys are already taken out).

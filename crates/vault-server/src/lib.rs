@@ -32,7 +32,7 @@ pub use crate::openapi::openapi_json;
 pub use crate::problem::ApiError;
 pub use crate::resilience::ProviderResilience;
 pub use crate::storage::{
-    ApiKeyRecord, NewVersion, ShareRecord, SqliteStorage, Storage, StorageError,
-    VaultCustodyRecord, VaultRecord, VersionRecord,
+    ApiKeyRecord, NewVersion, PostgresOptions, PostgresStorage, ShareRecord, SqliteStorage,
+    Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
 };
 pub use crate::validate::MAX_PATH_LEN;

@@ -1,9 +1,12 @@
-//! The storage trait and its records. The server's handlers see only this trait; SQLite
-//! implements it now and PostgreSQL will implement it against the same test suite.
+//! The storage trait and its records. The server's handlers see only this trait; SQLite (the
+//! embedded default) and PostgreSQL (several replicas) implement it and pass the same test suite.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::{PostgresOptions, PostgresStorage};
 pub use sqlite::SqliteStorage;
+pub(crate) use sqlite::create_private_dir;
 
 use async_trait::async_trait;
 
@@ -241,6 +244,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn api_key_count(&self) -> Result<u64, StorageError>;
     /// Stores a new API key.
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError>;
+    /// Stores `key` only if there is no API key at all, atomically: of several server replicas
+    /// bootstrapping one database at once, exactly one creates the first admin key. True if
+    /// `key` was stored.
+    async fn insert_first_api_key(&self, key: &ApiKeyRecord) -> Result<bool, StorageError>;
     /// The key whose hash this is.
     async fn find_api_key_by_hash(&self, hash: &[u8])
     -> Result<Option<ApiKeyRecord>, StorageError>;

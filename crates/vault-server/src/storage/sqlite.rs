@@ -73,12 +73,100 @@ impl SqliteStorage {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStorage { pool })
     }
+
+    /// Writes a consistent copy of the database to `dest` (which must not exist) with SQLite's
+    /// `VACUUM INTO`, and syncs it to disk. Safe while a server runs on the same database: the
+    /// copy is one read snapshot, and writers are not blocked in WAL mode.
+    ///
+    /// The copy is a complete `vault.db`: to restore, put it as `vault.db` in an empty data
+    /// directory together with the JWT signing key and the local providers' key directory (see
+    /// the README's "Storage" section).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Io`] if `dest` exists or cannot be created or synced,
+    /// [`StorageError::Database`] if SQLite cannot write the copy.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = vault_server::SqliteStorage::open(&dir.path().join("data")).await?;
+    /// storage.backup_to(&dir.path().join("backup.db")).await?;
+    /// let restored = vault_server::SqliteStorage::open_existing(&dir.path().join("backup.db")).await?;
+    /// # drop(restored);
+    /// # Ok(()) }
+    /// ```
+    pub async fn backup_to(&self, dest: &Path) -> Result<(), StorageError> {
+        let Some(dest_text) = dest.to_str() else {
+            return Err(StorageError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the backup path must be valid UTF-8",
+            )));
+        };
+        // The copy holds everything the database does (wrapped shares, key hashes): it is
+        // created here, private (0600) and only if it does not exist; SQLite accepts an empty
+        // file as the target of VACUUM INTO.
+        create_private_file(dest)?;
+        let copied = sqlx::query("VACUUM INTO $1")
+            .bind(dest_text)
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = copied {
+            // Only the empty file created above is removed; nothing else was written.
+            let _ = std::fs::remove_file(dest);
+            return Err(e.into());
+        }
+        // VACUUM INTO does not sync the file it writes; a backup must be on disk when this
+        // returns.
+        std::fs::File::open(dest)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Opens an existing SQLite database file (no data directory, never creating one) and
+    /// runs the migrations: for `vault-server backup`, which must not create an empty store
+    /// where it expected a real one, and for checking a backup.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Database`] if the file does not exist or is not a database.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// assert!(vault_server::SqliteStorage::open_existing("/nonexistent/vault.db".as_ref()).await.is_err());
+    /// # }
+    /// ```
+    pub async fn open_existing(file: &Path) -> Result<SqliteStorage, StorageError> {
+        let options = SqliteConnectOptions::new()
+            .filename(file)
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStorage { pool })
+    }
+
+    /// The database file inside a data directory.
+    pub(crate) fn file_in(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join(DB_FILE)
+    }
 }
 
 /// Creates the data directory readable by its owner only: it holds the database, the JWT
 /// signing key and (by default) the local providers' KEKs.
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -87,8 +175,29 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
+}
+
+/// Creates an empty file readable by its owner only; fails if it exists.
+#[cfg(unix)]
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
+#[cfg(not(unix))]
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(drop)
 }
 
 fn to_u64(table: &'static str, value: i64) -> Result<u64, StorageError> {
@@ -257,6 +366,36 @@ impl Storage for SqliteStorage {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn insert_first_api_key(&self, key: &ApiKeyRecord) -> Result<bool, StorageError> {
+        // One statement: SQLite takes the write lock before it runs, so the NOT EXISTS check
+        // and the insert cannot interleave with another writer.
+        let done = sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, vault_scope, \
+             created_at, revoked_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE NOT EXISTS (SELECT 1 FROM api_keys)",
+        )
+        .bind(&key.id)
+        .bind(&key.user_id)
+        .bind(&key.name)
+        .bind(&key.key_hash)
+        .bind(&key.key_prefix)
+        .bind(
+            key.vault_scope
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StorageError::Corrupt {
+                    table: "api_keys",
+                    reason: e.to_string(),
+                })?,
+        )
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn find_api_key_by_hash(

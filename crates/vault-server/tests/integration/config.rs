@@ -243,3 +243,64 @@ fn pkcs11_needs_the_feature() {
          (it was built without the cargo feature `pkcs11`); available backends: local"
     );
 }
+
+#[test]
+fn a_database_url_selects_postgres_and_its_password_is_never_shown() {
+    assert!(
+        Config::load(None, &BTreeMap::new())
+            .unwrap()
+            .database()
+            .is_none()
+    );
+    let env = BTreeMap::from([
+        (
+            "MPCVAULT_DATABASE_URL".to_owned(),
+            "postgres://vault:hunter2-pw@10.0.0.5:6543/vaultdb".to_owned(),
+        ),
+        (
+            "MPCVAULT_DATABASE_MAX_CONNECTIONS".to_owned(),
+            "7".to_owned(),
+        ),
+    ]);
+    let c = Config::load(None, &env).unwrap();
+    let db = c.database().unwrap();
+    assert_eq!(db.get_max_connections(), 7);
+    assert_eq!(db.to_string(), "postgres://vault@10.0.0.5:6543/vaultdb");
+    assert!(!format!("{c:?}").contains("hunter2-pw"));
+    assert!(!format!("{db:?}").contains("hunter2-pw"));
+
+    let c = Config::from_toml_str(
+        "database_url = \"postgresql://u@127.0.0.1/d\"\ndatabase_acquire_timeout_secs = 3",
+    )
+    .unwrap();
+    assert_eq!(c.database().unwrap().get_acquire_timeout().as_secs(), 3);
+}
+
+#[test]
+fn bad_database_settings_are_refused_naming_the_field_not_the_url() {
+    let field = |text: &str| match Config::from_toml_str(text) {
+        Err(ConfigError::Invalid { field, reason }) => {
+            assert!(!reason.contains("hunter2"), "{reason}");
+            field
+        }
+        other => panic!("{text}: {other:?}"),
+    };
+    assert_eq!(
+        field("database_url = \"mysql://u:hunter2@h/d\""),
+        "database_url"
+    );
+    assert_eq!(
+        field("database_url = \"postgres://u:hunter2@h:notaport/d\""),
+        "database_url"
+    );
+    assert_eq!(
+        field("database_url = \"postgres://u@h/d\"\ndatabase_max_connections = 0"),
+        "database_max_connections"
+    );
+    assert_eq!(
+        field("database_url = \"postgres://u@h/d\"\ndatabase_acquire_timeout_secs = 0"),
+        "database_acquire_timeout_secs"
+    );
+    // Pool settings without a URL would be silently ignored: refused instead.
+    assert_eq!(field("database_max_connections = 5"), "database_url");
+}
