@@ -3,6 +3,8 @@
 // std (`geteuid`) in `rustix`.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "azure")]
+mod azure;
 mod context;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -22,6 +24,10 @@ pub mod testkit;
 mod wrapped;
 
 pub use async_trait::async_trait;
+#[cfg(feature = "azure")]
+pub use azure::{
+    AzureCredential, AzureKeyVaultProvider, AzureKeyVaultProviderBuilder, AzureWrapAlgorithm,
+};
 pub use context::{
     ContextError, ContextField, MAX_CUSTODY_MODE_LEN, MAX_SECRET_PATH_LEN, MAX_VAULT_ID_LEN,
     WrapContext,

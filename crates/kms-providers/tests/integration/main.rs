@@ -5,6 +5,7 @@
 // the same holds for the fixtures they call, where a failure is a failed test with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod azure;
 mod fuzzing;
 mod layers;
 mod local;
