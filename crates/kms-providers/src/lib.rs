@@ -5,6 +5,8 @@
 
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "azure")]
+mod azure;
 mod context;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -26,6 +28,10 @@ mod wrapped;
 pub use async_trait::async_trait;
 #[cfg(feature = "aws")]
 pub use aws::{AwsKmsProvider, AwsKmsProviderBuilder, aws_https_client};
+#[cfg(feature = "azure")]
+pub use azure::{
+    AzureCredential, AzureKeyVaultProvider, AzureKeyVaultProviderBuilder, AzureWrapAlgorithm,
+};
 pub use context::{
     ContextError, ContextField, MAX_CUSTODY_MODE_LEN, MAX_SECRET_PATH_LEN, MAX_VAULT_ID_LEN,
     WrapContext,

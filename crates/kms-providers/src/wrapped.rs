@@ -81,6 +81,13 @@ pub(crate) const GCM_NONCE_LEN: usize = 12;
 pub(crate) const GCM_TAG_LEN: usize = 16;
 /// Domain-separation tag of the associated data used by the AES-GCM providers.
 const GCM_AAD_TAG: &[u8] = b"mpc-vault/kms-providers/kek-aad/v1";
+/// Azure: RSA-OAEP-256 ciphertext of the smallest (2048-bit) and largest (4096-bit) RSA key
+/// Key Vault offers.
+pub(crate) const AZURE_RSA_MIN_CIPHERTEXT: usize = 256;
+pub(crate) const AZURE_RSA_MAX_CIPHERTEXT: usize = 512;
+/// Azure: A256KW ciphertext of a 32-byte content key and a 32-byte context digest (RFC 3394
+/// adds one 8-byte block).
+pub(crate) const AZURE_KW_CIPHERTEXT: usize = 8 + 32 + 32;
 
 /// Which kind of provider produced a wrapped share. Stored as one byte.
 ///
@@ -182,9 +189,14 @@ pub enum Algorithm {
     AwsSymmetricDefault,
     /// GCP KMS `GOOGLE_SYMMETRIC_ENCRYPTION`: the blob is KMS's opaque ciphertext (reserved).
     GcpSymmetricEncryption,
-    /// RSA-OAEP with SHA-256 (Azure `wrapKey`); the wrapped payload is `share ‖ H(context)`
-    /// because the operation takes no associated data (reserved).
+    /// Azure Key Vault RSA key, `RSA-OAEP-256` `wrapKey`, as a JWE-style hybrid: Key Vault
+    /// wraps a fresh 256-bit content key followed by SHA-256 of the context (the operation takes
+    /// no associated data), and the share is sealed under that content key with AES-256-GCM.
+    /// Blob: `u16 length ‖ Key Vault ciphertext (256 to 512 bytes) ‖ GCM ciphertext ‖ tag`.
     RsaOaepSha256,
+    /// Azure Managed HSM `oct-HSM` key, `A256KW` (RFC 3394) `wrapKey`: the same hybrid as
+    /// [`Algorithm::RsaOaepSha256`], with a 72-byte Key Vault ciphertext.
+    A256Kw,
 }
 
 impl Algorithm {
@@ -202,6 +214,7 @@ impl Algorithm {
             Self::AwsSymmetricDefault => 2,
             Self::GcpSymmetricEncryption => 3,
             Self::RsaOaepSha256 => 4,
+            Self::A256Kw => 5,
         }
     }
 
@@ -220,6 +233,7 @@ impl Algorithm {
             2 => Some(Self::AwsSymmetricDefault),
             3 => Some(Self::GcpSymmetricEncryption),
             4 => Some(Self::RsaOaepSha256),
+            5 => Some(Self::A256Kw),
             _ => None,
         }
     }
@@ -235,8 +249,8 @@ impl Algorithm {
     /// ```
     pub const fn nonce_len(self) -> Option<usize> {
         match self {
-            Self::Aes256Gcm => Some(GCM_NONCE_LEN),
-            Self::AwsSymmetricDefault | Self::GcpSymmetricEncryption | Self::RsaOaepSha256 => None,
+            Self::Aes256Gcm | Self::RsaOaepSha256 | Self::A256Kw => Some(GCM_NONCE_LEN),
+            Self::AwsSymmetricDefault | Self::GcpSymmetricEncryption => None,
         }
     }
 
@@ -245,9 +259,16 @@ impl Algorithm {
         match self {
             // A tag plus at least one byte of share, at most a maximal share.
             Self::Aes256Gcm => (GCM_TAG_LEN + 1, GCM_TAG_LEN + MAX_SHARE_LEN),
-            Self::AwsSymmetricDefault | Self::GcpSymmetricEncryption | Self::RsaOaepSha256 => {
-                (1, MAX_BLOB_LEN)
-            }
+            // The Key Vault ciphertext of an RSA-2048 to RSA-4096 key, then the sealed share.
+            Self::RsaOaepSha256 => (
+                2 + AZURE_RSA_MIN_CIPHERTEXT + GCM_TAG_LEN + 1,
+                2 + AZURE_RSA_MAX_CIPHERTEXT + GCM_TAG_LEN + MAX_SHARE_LEN,
+            ),
+            Self::A256Kw => (
+                2 + AZURE_KW_CIPHERTEXT + GCM_TAG_LEN + 1,
+                2 + AZURE_KW_CIPHERTEXT + GCM_TAG_LEN + MAX_SHARE_LEN,
+            ),
+            Self::AwsSymmetricDefault | Self::GcpSymmetricEncryption => (1, MAX_BLOB_LEN),
         }
     }
 }
@@ -259,6 +280,7 @@ impl fmt::Display for Algorithm {
             Self::AwsSymmetricDefault => "AWS-SYMMETRIC_DEFAULT",
             Self::GcpSymmetricEncryption => "GCP-GOOGLE_SYMMETRIC_ENCRYPTION",
             Self::RsaOaepSha256 => "RSA-OAEP-256",
+            Self::A256Kw => "A256KW",
         })
     }
 }
@@ -870,6 +892,37 @@ pub enum DecodeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn azure_algorithm_bounds() {
+        let id = KeyId::new("kek").unwrap();
+        let v = KeyVersion::new("0123456789abcdef0123456789abcdef").unwrap();
+        let make = |alg, nonce: usize, blob: usize| {
+            WrappedShare::new(
+                ProviderKind::AzureKeyVault,
+                id.clone(),
+                v.clone(),
+                alg,
+                vec![0; nonce],
+                vec![0; blob],
+            )
+        };
+        for (alg, min, max) in [
+            (Algorithm::RsaOaepSha256, 275, 4626),
+            (Algorithm::A256Kw, 91, 4186),
+        ] {
+            assert_eq!(Algorithm::from_code(alg.code()), Some(alg));
+            assert!(make(alg, 12, min).is_ok());
+            assert!(make(alg, 12, max).is_ok());
+            assert!(make(alg, 12, min - 1).is_err());
+            assert!(make(alg, 12, max + 1).is_err());
+            assert!(make(alg, 0, min).is_err());
+            let w = make(alg, 12, min).unwrap();
+            assert_eq!(WrappedShare::from_bytes(&w.to_bytes()).unwrap(), w);
+        }
+        assert_eq!(Algorithm::A256Kw.to_string(), "A256KW");
+        assert_eq!(Algorithm::from_code(6), None);
+    }
 
     fn sample() -> WrappedShare {
         WrappedShare::new(

@@ -32,6 +32,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(all(feature = "testkit", feature = "azure"))]
+mod azure_server;
 #[cfg(feature = "pkcs11")]
 mod softhsm;
 
@@ -46,6 +48,8 @@ use crate::error::Error;
 use crate::provider::{KeyProvider, KeyRotation};
 use crate::wrapped::{KeyId, KeyVersion, MAX_SHARE_LEN, WrappedShare};
 
+#[cfg(all(feature = "testkit", feature = "azure"))]
+pub use azure_server::{AzureKeyVaultServer, AzureServerError};
 #[cfg(feature = "pkcs11")]
 pub use softhsm::{SOFTHSM2_CONF, SoftHsmError, SoftHsmToken, softhsm_module};
 
