@@ -11,7 +11,9 @@
 //! 1,000 concurrent wraps and unwraps; health;
 //! and that every error names the provider and leaks no share bytes.
 //!
-//! With the `pkcs11` feature it also provides [`SoftHsmToken`], a throw-away SoftHSM2 token.
+//! With the `pkcs11` feature it also provides [`SoftHsmToken`], a throw-away SoftHSM2 token;
+//! with `gcp`, [`GcpKmsServer`], a wire-compatible local Cloud KMS REST server (test support,
+//! not a KMS) and [`static_bearer_credentials`].
 //!
 //! # Example
 //!
@@ -32,6 +34,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "gcp")]
+mod gcp_server;
 #[cfg(feature = "pkcs11")]
 mod softhsm;
 
@@ -46,6 +50,8 @@ use crate::error::Error;
 use crate::provider::{KeyProvider, KeyRotation};
 use crate::wrapped::{KeyId, KeyVersion, MAX_SHARE_LEN, WrappedShare};
 
+#[cfg(feature = "gcp")]
+pub use gcp_server::{GcpKmsServer, GcpServerError, static_bearer_credentials};
 #[cfg(feature = "pkcs11")]
 pub use softhsm::{SOFTHSM2_CONF, SoftHsmError, SoftHsmToken, softhsm_module};
 

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod fuzzing;
+mod gcp;
 mod layers;
 mod local;
 mod pkcs11;
