@@ -13,6 +13,8 @@ mod error;
 mod fault;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[cfg(feature = "gcp")]
+mod gcp;
 mod layers;
 #[cfg(feature = "local")]
 mod local;
@@ -41,6 +43,8 @@ pub use error::{BoxError, Error};
 pub use fault::{
     FaultConfig, FaultInjector, FaultPlan, FaultSchedule, FaultStats, InjectedError, Latency,
 };
+#[cfg(feature = "gcp")]
+pub use gcp::{GcpCredentials, GcpIntegrityError, GcpKmsProvider, GcpKmsProviderBuilder};
 pub use layers::{
     BreakerConfig, CircuitBreaker, CircuitState, ConcurrencyLimit, LayerStack, Layered, Retry,
     RetryPolicy, Timeout,

@@ -11,7 +11,9 @@
 //! 1,000 concurrent wraps and unwraps; health;
 //! and that every error names the provider and leaks no share bytes.
 //!
-//! With the `pkcs11` feature it also provides [`SoftHsmToken`], a throw-away SoftHSM2 token.
+//! With the `pkcs11` feature it also provides [`SoftHsmToken`], a throw-away SoftHSM2 token;
+//! with `gcp`, [`GcpKmsServer`], a wire-compatible local Cloud KMS REST server (test support,
+//! not a KMS) and [`static_bearer_credentials`].
 //!
 //! # Example
 //!
@@ -34,6 +36,8 @@
 
 #[cfg(all(feature = "testkit", feature = "azure"))]
 mod azure_server;
+#[cfg(feature = "gcp")]
+mod gcp_server;
 #[cfg(feature = "pkcs11")]
 mod softhsm;
 
@@ -50,6 +54,8 @@ use crate::wrapped::{KeyId, KeyVersion, MAX_SHARE_LEN, WrappedShare};
 
 #[cfg(all(feature = "testkit", feature = "azure"))]
 pub use azure_server::{AzureKeyVaultServer, AzureServerError};
+#[cfg(feature = "gcp")]
+pub use gcp_server::{GcpKmsServer, GcpServerError, static_bearer_credentials};
 #[cfg(feature = "pkcs11")]
 pub use softhsm::{SOFTHSM2_CONF, SoftHsmError, SoftHsmToken, softhsm_module};
 

@@ -9,6 +9,7 @@
 mod aws;
 mod azure;
 mod fuzzing;
+mod gcp;
 mod layers;
 mod local;
 mod pkcs11;
