@@ -214,9 +214,24 @@ impl fmt::Display for Threshold {
     }
 }
 
-/// Shares at least this long (in bytes, encoded) are allocated with `calloc`: see
-/// `Share::zeroed`.
-const LARGE_SHARE: usize = 64 * 1024;
+/// Buffers at least this long are allocated with `calloc`: see [`zeroed_vec`].
+const LARGE_BUFFER: usize = 64 * 1024;
+
+/// A zero-filled buffer of exactly `len` bytes (capacity included, so that turning it into a
+/// boxed slice does not reallocate).
+// Deliberately not `vec![0; n]` for small buffers: that is `calloc`, which bypasses glibc's
+// per-thread cache and costs several times more than `malloc` plus a short `memset`.
+#[allow(clippy::slow_vector_initialization)]
+pub(crate) fn zeroed_vec(len: usize) -> Vec<u8> {
+    if len < LARGE_BUFFER {
+        let mut buffer = Vec::with_capacity(len);
+        buffer.resize(len, 0);
+        buffer
+    } else {
+        // Large buffers come from fresh zeroed pages; `calloc` does not write them again.
+        vec![0u8; len]
+    }
+}
 
 /// One share: a public x-coordinate and secret y-values, one per byte of the secret.
 ///
@@ -273,22 +288,8 @@ impl Share {
     }
 
     /// A share of `len` zero y-bytes at `index`, to be filled in place.
-    // Deliberately not `vec![0; n]` for small shares: that is `calloc`, which bypasses glibc's
-    // per-thread cache (see the comment inside).
-    #[allow(clippy::slow_vector_initialization)]
     pub(crate) fn zeroed(index: ShareIndex, len: usize) -> Share {
-        let total = len.saturating_add(1);
-        let mut encoded = if total < LARGE_SHARE {
-            // `with_capacity` + `resize` rather than `vec![0; n]`: the latter is `calloc`,
-            // which bypasses glibc's per-thread cache and costs several times more for small
-            // shares.
-            let mut encoded = Vec::with_capacity(total);
-            encoded.resize(total, 0);
-            encoded
-        } else {
-            // Large buffers come from fresh zeroed pages; `calloc` does not write them again.
-            vec![0u8; total]
-        };
+        let mut encoded = zeroed_vec(len.saturating_add(1));
         if let Some(x) = encoded.first_mut() {
             *x = index.get();
         }

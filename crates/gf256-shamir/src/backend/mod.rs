@@ -197,7 +197,7 @@ impl Engine {
     /// Computes `out[r] = init[r] ^ Σ_c coeffs[r][c] · inputs[c]` for every output `r`.
     ///
     /// `inputs` holds 0 to [`MAX_COLS`] vectors and `outputs` 1 to [`MAX_ROWS`]; all of them,
-    /// and the base vector of [`Init::Xor`], have the same length. Callers guarantee this; if
+    /// and the base vector of [`Init::Xor`] and [`Init::Relative`], have the same length. Callers guarantee this; if
     /// they did not, this returns an error and writes nothing rather than panicking.
     ///
     /// Constant time in the vector contents; the lengths, the counts and the coefficients are
@@ -210,19 +210,18 @@ impl Engine {
         outputs: &mut [&mut [u8]],
     ) -> Result<(), Error> {
         let len = check_shape(inputs, &init, outputs)?;
-        let mut done = 0;
-        match self.0 {
-            Backend::Soft => {}
+        let done = match self.0 {
+            Backend::Soft => 0,
             #[cfg(all(target_arch = "x86_64", not(gf256_backend = "soft")))]
             simd => {
                 // SAFETY: an `Engine` is only built by `Engine::new` after `is_supported`
                 // returned true for this backend on this CPU, or by `Engine::detect`, which
                 // returns a supported backend; so the target features of the kernel are present.
-                done = unsafe { x86::dot(simd, coeffs, inputs, &init, outputs, len) };
+                unsafe { x86::dot(simd, coeffs, inputs, &init, outputs, len) }
             }
             #[cfg(not(all(target_arch = "x86_64", not(gf256_backend = "soft"))))]
-            _ => {}
-        }
+            _ => 0,
+        };
         if done < len {
             soft::dot(coeffs, inputs, &init, outputs, done, len);
         }
@@ -250,6 +249,11 @@ impl Coeffs {
     }
 
     /// Row `r` (all zero outside the matrix).
+    // Only the x86_64 GFNI kernels read whole rows; soft-only builds have no caller.
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", not(gf256_backend = "soft"))),
+        allow(dead_code)
+    )]
     #[inline]
     pub(crate) fn row(&self, r: usize) -> &[u8; MAX_COLS] {
         const ZERO_ROW: [u8; MAX_COLS] = [0; MAX_COLS];
@@ -274,6 +278,11 @@ pub(crate) enum Init<'a> {
     Xor(&'a [u8]),
     /// The output's current contents: accumulate into it (for input groups after the first).
     Accumulate,
+    /// The same vector `b` for every output, with every input taken relative to it:
+    /// `out[r] = b ^ Σ_c c[r][c] · (in[c] ^ b)`. Interpolation uses it: the Lagrange
+    /// coefficients of `t` points sum to 1, so `Σ_j λ_j·y_j = y_t ^ Σ_{j<t} λ_j·(y_j ^ y_t)`,
+    /// one product fewer per byte.
+    Relative(&'a [u8]),
 }
 
 /// Checks the shape invariants of [`Engine::dot`] and returns the common length.
@@ -300,7 +309,7 @@ fn check_shape(inputs: &[&[u8]], init: &Init<'_>, outputs: &[&mut [u8]]) -> Resu
             return Err(shape_error(len, found));
         }
     }
-    if let Init::Xor(base) = init
+    if let Init::Xor(base) | Init::Relative(base) = init
         && base.len() != len
     {
         return Err(shape_error(len, base.len()));
@@ -356,7 +365,7 @@ mod tests {
                 1usize, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 200, 1000,
             ] {
                 for (rows, cols) in [(1, 0), (1, 1), (3, 1), (1, 2), (5, 4), (8, 8), (2, 7)] {
-                    for mode in 0..3 {
+                    for mode in 0..4 {
                         let seed = (len * 131 + rows * 17 + cols * 7 + mode) as u64;
                         let mut coeffs = Coeffs::ZERO;
                         for r in 0..rows {
@@ -373,10 +382,15 @@ mod tests {
                             .collect();
 
                         let mut expected = initial.clone();
+                        // Relative inputs: the reference is given them already shifted.
+                        let shifted: Vec<Vec<u8>> = inputs
+                            .iter()
+                            .map(|input| input.iter().zip(&base).map(|(a, b)| a ^ b).collect())
+                            .collect();
                         dot_reference(
                             &coeffs,
-                            &inputs,
-                            (mode == 1).then_some(base.as_slice()),
+                            if mode == 3 { &shifted } else { &inputs },
+                            (mode == 1 || mode == 3).then_some(base.as_slice()),
                             &mut expected,
                             mode == 2,
                         );
@@ -388,7 +402,8 @@ mod tests {
                         let init = match mode {
                             0 => Init::Zero,
                             1 => Init::Xor(&base),
-                            _ => Init::Accumulate,
+                            2 => Init::Accumulate,
+                            _ => Init::Relative(&base),
                         };
                         engine
                             .dot(&coeffs, &input_refs, init, &mut output_refs)
@@ -415,6 +430,10 @@ mod tests {
         assert!(matches!(err, Error::OutputMismatch { .. }));
         let err = engine
             .dot(&Coeffs::ZERO, &[&a], Init::Xor(&b), &mut [&mut out])
+            .unwrap_err();
+        assert!(matches!(err, Error::OutputMismatch { .. }));
+        let err = engine
+            .dot(&Coeffs::ZERO, &[&a], Init::Relative(&b), &mut [&mut out])
             .unwrap_err();
         assert!(matches!(err, Error::OutputMismatch { .. }));
         let err = engine

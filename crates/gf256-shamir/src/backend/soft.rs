@@ -1,18 +1,32 @@
 //! The portable backend: SWAR over `u64` words, constant time, no tables indexed by data.
 //!
-//! A product `c · v` of a public scalar `c` and a secret byte `v` is linear over GF(2) in the
-//! bits of `v`:
+//! A product `c · v` of a public scalar `c` and a secret byte `v` is linear over GF(2), and can
+//! be expanded along the bits of either operand:
 //!
 //! ```text
-//! c · v = XOR over b in 0..8 of  bit_b(v) · (c · x^b)
+//! c · v = XOR over b in 0..8 of  bit_b(v) · (c · x^b)      (secret bit planes, "masks")
+//! c · v = XOR over b in 0..L of  bit_b(c) · (x^b · v)      (secret powers, "powers")
 //! ```
 //!
-//! so each secret word is turned into eight byte masks (`0xFF` where bit `b` of a byte is set,
-//! `0x00` elsewhere; shifts, ANDs and a subtraction, no branch), and each product is eight
-//! ANDs with the broadcast multiples `c · x^b` and eight XORs. The masks of an input word are
-//! computed once and shared by every output row, which is what makes splitting into many
-//! shares cheap. Nothing branches on, or indexes memory with, a secret byte; the only branches
-//! are on lengths and counts, which are public.
+//! where `L` is the bit length of `c`. Both are computed the same way: a *plane* `p_b` is
+//! derived from each secret word, once per input (shared by every output row), and each
+//! product is `XOR_b p_b & m_b` with public words `m_b`:
+//!
+//! - **masks**: `p_b` is `0xFF` in the bytes whose bit `b` is set (a shift, an AND, a shift and
+//!   a subtraction; no branch) and `m_b` is `c · x^b` in every byte. Always 8 planes.
+//! - **powers**: `p_b = x^b · v` in every byte (a chain of SWAR doublings) and `m_b` is all
+//!   ones or all zeros according to bit `b` of the public `c`. Only `L` planes, where `L` is the
+//!   bit length of the largest scalar of the call: splitting at x = 1, 2, 3 needs 2.
+//!
+//! The choice between them, and `L`, depend on the public scalars only (see [`Plan::new`]).
+//!
+//! The kernel works on 32-byte blocks held as `[u64; 4]`, which the compiler turns into the
+//! target's baseline vector instructions (SSE2 on x86_64, NEON on aarch64) with no intrinsics.
+//! A partial last block is copied into a zero-padded stack block, processed the same way, and
+//! the padding wiped.
+//!
+//! Nothing branches on, or indexes memory with, a secret byte; the only branches and loop
+//! bounds are lengths, counts and functions of the public scalars.
 //!
 //! This is also the tail path of the SSE/AVX2 backends (the bytes after the last full vector).
 
@@ -24,73 +38,216 @@ use crate::field;
 /// `0x01` in every byte.
 const LOW_BITS: u64 = 0x0101_0101_0101_0101;
 
+/// `0x7F` in every byte: the bits that stay inside their byte when doubled.
+const LOW_SEVEN: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+
+/// The reduction byte 0x1B in every byte.
+const POLY_BYTES: u64 = 0x1B1B_1B1B_1B1B_1B1B;
+
+/// Words per block.
+const WORDS: usize = 4;
+
+/// Bytes per block.
+const BLOCK: usize = WORDS * 8;
+
+/// One block: 32 bytes as four little-endian words.
+type Block = [u64; WORDS];
+
 /// The byte `b` in every byte of a word.
 #[inline(always)]
 fn splat(b: u8) -> u64 {
     u64::from(b).wrapping_mul(LOW_BITS)
 }
 
-/// The eight broadcast multiples `c · x^b`, `b = 0..8`, of a public scalar.
+/// Every byte of `w` multiplied by x, reduced by 0x11B. Constant time.
+#[inline(always)]
+fn xtime_word(w: u64) -> u64 {
+    let carries = (w >> 7) & LOW_BITS;
+    // `carries * 255`, as a shift and a subtraction (no carry between bytes), selects 0x1B.
+    ((w & LOW_SEVEN) << 1) ^ ((carries << 8).wrapping_sub(carries) & POLY_BYTES)
+}
+
+/// A word that is `0xFF` in the bytes of `w` whose bit `b` is set, `0x00` elsewhere.
+#[inline(always)]
+fn bit_mask(w: u64, b: u32) -> u64 {
+    let bits = w.wrapping_shr(b) & LOW_BITS;
+    // Each byte of `bits` is 0 or 1; `bits * 255` spreads it to 0x00 or 0xFF with no carry
+    // between bytes, written as a shift and a subtraction.
+    (bits << 8).wrapping_sub(bits)
+}
+
+/// How the planes of a call are derived from the secret words. Public: a function of the
+/// scalars only.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// Bit masks of the secret bytes, against the public multiples `c · x^b`.
+    Masks,
+    /// Doublings `x^b · v` of the secret bytes, selected by the public bits of `c`.
+    Powers,
+}
+
+/// The public half of a call: the plane mode, how many planes, and the public word each plane
+/// is ANDed with for every (row, input).
+struct Plan<const C: usize> {
+    mode: Mode,
+    levels: usize,
+    words: [[[u64; 8]; C]; MAX_ROWS],
+}
+
+impl<const C: usize> Plan<C> {
+    /// The cheaper plan for the scalars of rows `0..rows`.
+    ///
+    /// Per input and 8-byte word, masks cost about `32 + 16·R` operations (8 planes of 4, and
+    /// an AND and a XOR per plane and row) and powers `8·(L − 1) + 2·L·R` (L − 1 doublings of
+    /// about 8). Small scalars, as in splitting at small x-coordinates, favour powers; full-byte
+    /// Lagrange coefficients favour masks.
+    fn new(coeffs: &Coeffs, rows: usize) -> Plan<C> {
+        let mut all = 0u8;
+        for r in 0..rows {
+            for c in 0..C {
+                all |= coeffs.get(r, c);
+            }
+        }
+        // The bit length of the largest scalar: 0 to 8.
+        let levels = usize::try_from(u8::BITS.saturating_sub(all.leading_zeros())).unwrap_or(8);
+        let masks_cost = 32usize.saturating_add(rows.saturating_mul(16));
+        let powers_cost = levels
+            .saturating_sub(1)
+            .saturating_mul(8)
+            .saturating_add(levels.saturating_mul(2).saturating_mul(rows));
+        let mode = if powers_cost < masks_cost {
+            Mode::Powers
+        } else {
+            Mode::Masks
+        };
+        let mut words = [[[0u64; 8]; C]; MAX_ROWS];
+        for (r, row) in words.iter_mut().enumerate().take(rows) {
+            for (c, planes) in row.iter_mut().enumerate() {
+                let scalar = coeffs.get(r, c);
+                let mut multiple = scalar;
+                for (b, word) in (0u32..).zip(planes.iter_mut()) {
+                    *word = match mode {
+                        Mode::Masks => splat(multiple),
+                        // All ones where bit `b` of the public scalar is set.
+                        Mode::Powers => 0u64.wrapping_sub(u64::from(scalar.wrapping_shr(b) & 1)),
+                    };
+                    multiple = field::xtime(multiple);
+                }
+            }
+        }
+        let levels = match mode {
+            Mode::Masks => 8,
+            Mode::Powers => levels,
+        };
+        Plan {
+            mode,
+            levels,
+            words,
+        }
+    }
+
+    /// The planes of one block of every input.
+    #[inline(always)]
+    fn planes(&self, x: &[Block; C], planes: &mut [[Block; 8]; C]) {
+        for (x, planes) in x.iter().zip(planes.iter_mut()) {
+            match self.mode {
+                Mode::Masks => {
+                    for (b, plane) in (0u32..).zip(planes.iter_mut()) {
+                        for (p, w) in plane.iter_mut().zip(x) {
+                            *p = bit_mask(*w, b);
+                        }
+                    }
+                }
+                Mode::Powers => {
+                    let mut power = *x;
+                    for plane in planes.iter_mut().take(self.levels) {
+                        *plane = power;
+                        for w in &mut power {
+                            *w = xtime_word(*w);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `acc ^= Σ_c c[r][c] · x_c` for one block, from the inputs' planes.
+    #[inline(always)]
+    fn accumulate(&self, r: usize, planes: &[[Block; 8]; C], acc: &mut Block) {
+        let Some(row) = self.words.get(r) else {
+            return;
+        };
+        for (planes, words) in planes.iter().zip(row) {
+            for (plane, m) in planes.iter().zip(words).take(self.levels) {
+                for (a, p) in acc.iter_mut().zip(plane) {
+                    *a ^= p & m;
+                }
+            }
+        }
+    }
+}
+
+/// The block at byte offset `off`, or zeros if it is out of bounds (callers never ask for
+/// that).
+#[inline(always)]
+fn load(s: &[u8], off: usize) -> Block {
+    let mut block = [0u64; WORDS];
+    if let Some(bytes) = s
+        .split_at_checked(off)
+        .and_then(|(_, rest)| rest.first_chunk::<BLOCK>())
+    {
+        let (words, _) = bytes.as_chunks::<8>();
+        for (w, bytes) in block.iter_mut().zip(words) {
+            *w = u64::from_le_bytes(*bytes);
+        }
+    }
+    block
+}
+
+/// Stores a block at byte offset `off` (ignored if out of bounds, which callers never ask for).
+#[inline(always)]
+fn store(s: &mut [u8], off: usize, block: &Block) {
+    if let Some(bytes) = s
+        .split_at_mut_checked(off)
+        .and_then(|(_, rest)| rest.first_chunk_mut::<BLOCK>())
+    {
+        let (words, _) = bytes.as_chunks_mut::<8>();
+        for (bytes, w) in words.iter_mut().zip(block) {
+            *bytes = w.to_le_bytes();
+        }
+    }
+}
+
+/// `a ^ b`, word by word.
+#[inline(always)]
+fn xor(mut a: Block, b: &Block) -> Block {
+    for (a, b) in a.iter_mut().zip(b) {
+        *a ^= b;
+    }
+    a
+}
+
+/// `s[off..off + n]` (`n < 32`) as a zero-padded block.
 #[inline]
-fn expand(c: u8) -> [u64; 8] {
-    let mut multiples = [0u64; 8];
-    let mut power = c;
-    for slot in &mut multiples {
-        *slot = splat(power);
-        power = field::xtime(power);
-    }
-    multiples
-}
-
-/// For each bit position `b`, a word that is `0xFF` in the bytes of `w` whose bit `b` is set.
-#[inline(always)]
-fn bit_masks(w: u64) -> [u64; 8] {
-    let mut masks = [0u64; 8];
-    for (b, mask) in masks.iter_mut().enumerate() {
-        let bits = (w >> b) & LOW_BITS;
-        // Each byte of `bits` is 0 or 1; `bits * 255` spreads it to 0x00 or 0xFF with no carry
-        // between bytes, written as a shift and a subtraction.
-        *mask = (bits << 8).wrapping_sub(bits);
-    }
-    masks
-}
-
-/// The word at byte offset `off`, or 0 if it is out of bounds (callers never ask for that).
-#[inline(always)]
-fn load(s: &[u8], off: usize) -> u64 {
-    s.get(off..off.wrapping_add(8))
-        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-        .map_or(0, u64::from_le_bytes)
-}
-
-/// Stores a word at byte offset `off` (ignored if out of bounds, which callers never ask for).
-#[inline(always)]
-fn store(s: &mut [u8], off: usize, w: u64) {
-    if let Some(bytes) = s.get_mut(off..off.wrapping_add(8)) {
-        bytes.copy_from_slice(&w.to_le_bytes());
-    }
-}
-
-/// Copies `s[off..off + n]` (`n < 8`) into a zero-padded word.
-#[inline]
-fn load_partial(s: &[u8], off: usize, n: usize) -> u64 {
-    let mut bytes = [0u8; 8];
-    if let (Some(dst), Some(src)) = (bytes.get_mut(..n), s.get(off..off.wrapping_add(n))) {
+fn load_partial(s: &[u8], off: usize, n: usize) -> Block {
+    let mut bytes = [0u8; BLOCK];
+    if let (Some(dst), Some(src)) = (bytes.get_mut(..n), s.get(off..off.saturating_add(n))) {
         dst.copy_from_slice(src);
     }
-    let w = u64::from_le_bytes(bytes);
-    bytes.as_mut_slice().zeroize();
-    w
+    let block = load(&bytes, 0);
+    bytes.zeroize();
+    block
 }
 
-/// Stores the low `n` bytes (`n < 8`) of a word at `s[off..off + n]`.
+/// Stores the first `n` bytes (`n < 32`) of a block at `s[off..off + n]`.
 #[inline]
-fn store_partial(s: &mut [u8], off: usize, n: usize, w: u64) {
-    let mut bytes = w.to_le_bytes();
-    if let (Some(dst), Some(src)) = (s.get_mut(off..off.wrapping_add(n)), bytes.get(..n)) {
+fn store_partial(s: &mut [u8], off: usize, n: usize, block: &Block) {
+    let mut bytes = [0u8; BLOCK];
+    store(&mut bytes, 0, block);
+    if let (Some(dst), Some(src)) = (s.get_mut(off..off.saturating_add(n)), bytes.get(..n)) {
         dst.copy_from_slice(src);
     }
-    bytes.as_mut_slice().zeroize();
+    bytes.zeroize();
 }
 
 /// `out[r] = init[r] ^ Σ_c coeffs[r][c] · inputs[c]` over the byte range `start..end`.
@@ -119,8 +276,8 @@ pub(super) fn dot(
     }
 }
 
-/// [`dot`] for exactly `C` inputs, so that the masks and the scalar multiples stay in
-/// registers or a small fixed-size frame.
+/// [`dot`] for exactly `C` inputs, so that the planes and the public words stay in registers
+/// or a small fixed-size frame.
 #[inline]
 fn dot_n<const C: usize>(
     coeffs: &Coeffs,
@@ -133,60 +290,59 @@ fn dot_n<const C: usize>(
     let Ok(inputs) = <&[&[u8]; C]>::try_from(inputs) else {
         return;
     };
-    let mut multiples = [[[0u64; 8]; C]; MAX_ROWS];
-    for (r, row) in multiples.iter_mut().enumerate().take(outputs.len()) {
-        for (c, slot) in row.iter_mut().enumerate() {
-            *slot = expand(coeffs.get(r, c));
-        }
-    }
-
-    // One word of every output from one word of every input.
-    let word = |input_words: [u64; C], base: u64, r: usize, current: u64| -> u64 {
-        let mut acc = match init {
-            Init::Accumulate => current,
-            Init::Zero | Init::Xor(_) => base,
-        };
-        if let Some(row) = multiples.get(r) {
-            for (w, multiples) in input_words.iter().zip(row) {
-                let masks = bit_masks(*w);
-                for (mask, multiple) in masks.iter().zip(multiples) {
-                    acc ^= mask & multiple;
-                }
-            }
-        }
-        acc
-    };
+    let plan = Plan::<C>::new(coeffs, outputs.len().min(MAX_ROWS));
+    let mut planes = [[[0u64; WORDS]; 8]; C];
+    // The inputs of `Init::Relative` are taken relative to the base (public mode).
+    let relative = matches!(init, Init::Relative(_));
 
     let mut off = start;
-    while end.checked_sub(off).is_some_and(|left| left >= 8) {
-        let input_words: [u64; C] = inputs.map(|input| load(input, off));
+    while end.checked_sub(off).is_some_and(|left| left >= BLOCK) {
         let base = match init {
-            Init::Xor(base) => load(base, off),
-            Init::Zero | Init::Accumulate => 0,
+            Init::Xor(base) | Init::Relative(base) => load(base, off),
+            Init::Zero | Init::Accumulate => [0; WORDS],
         };
+        let shift = if relative { base } else { [0; WORDS] };
+        let x: [Block; C] = inputs.map(|input| xor(load(input, off), &shift));
+        plan.planes(&x, &mut planes);
         for (r, out) in outputs.iter_mut().enumerate() {
-            let current = load(out, off);
-            store(out, off, word(input_words, base, r, current));
+            let mut acc = match init {
+                Init::Accumulate => load(out, off),
+                Init::Zero | Init::Xor(_) | Init::Relative(_) => base,
+            };
+            plan.accumulate(r, &planes, &mut acc);
+            store(out, off, &acc);
         }
-        off = off.wrapping_add(8);
+        off = off.wrapping_add(BLOCK);
     }
 
     let n = end.saturating_sub(off);
     if n > 0 {
-        let mut input_words: [u64; C] = inputs.map(|input| load_partial(input, off, n));
         let mut base = match init {
-            Init::Xor(base) => load_partial(base, off, n),
-            Init::Zero | Init::Accumulate => 0,
+            Init::Xor(base) | Init::Relative(base) => load_partial(base, off, n),
+            Init::Zero | Init::Accumulate => [0; WORDS],
         };
+        let mut shift = if relative { base } else { [0; WORDS] };
+        let mut x: [Block; C] = inputs.map(|input| xor(load_partial(input, off, n), &shift));
+        plan.planes(&x, &mut planes);
         for (r, out) in outputs.iter_mut().enumerate() {
-            let mut current = load_partial(out, off, n);
-            current = word(input_words, base, r, current);
-            store_partial(out, off, n, current);
-            current.zeroize();
+            let mut acc = match init {
+                Init::Accumulate => load_partial(out, off, n),
+                Init::Zero | Init::Xor(_) | Init::Relative(_) => base,
+            };
+            plan.accumulate(r, &planes, &mut acc);
+            store_partial(out, off, n, &acc);
+            acc.zeroize();
         }
-        input_words.zeroize();
+        x.iter_mut().for_each(Zeroize::zeroize);
         base.zeroize();
+        shift.zeroize();
     }
+    // The planes are the only explicit buffer of secret-derived words; the rest lives in
+    // registers.
+    planes
+        .iter_mut()
+        .flat_map(|planes| planes.iter_mut())
+        .for_each(Zeroize::zeroize);
 }
 
 #[cfg(test)]
@@ -196,8 +352,8 @@ mod tests {
     #[test]
     fn masks_select_bits_per_byte() {
         let w = u64::from_le_bytes([0x00, 0xFF, 0x01, 0x80, 0x55, 0xAA, 0x0F, 0xF0]);
-        let masks = bit_masks(w);
-        for (b, mask) in masks.iter().enumerate() {
+        for b in 0..8u32 {
+            let mask = bit_mask(w, b);
             for (i, byte) in w.to_le_bytes().iter().enumerate() {
                 let expected = if (byte >> b) & 1 == 1 { 0xFF } else { 0x00 };
                 assert_eq!(mask.to_le_bytes()[i], expected, "bit {b} of byte {i}");
@@ -206,17 +362,67 @@ mod tests {
     }
 
     #[test]
-    fn single_products_match_the_field() {
-        for c in 0..=255u8 {
-            let multiples = expand(c);
-            for v in 0..=255u8 {
-                let masks = bit_masks(splat(v));
-                let product = masks
-                    .iter()
-                    .zip(&multiples)
-                    .fold(0u64, |acc, (m, k)| acc ^ (m & k));
-                assert_eq!(product, splat(field::mul(c, v)), "{c:#04x} * {v:#04x}");
+    fn doubling_matches_the_field() {
+        for v in 0..=255u8 {
+            let w = u64::from_le_bytes([v, 0, 0xFF, v ^ 0x80, 1, 0x80, v, 0x7F]);
+            let doubled = xtime_word(w).to_le_bytes();
+            for (d, b) in doubled.iter().zip(w.to_le_bytes()) {
+                assert_eq!(*d, field::xtime(b), "2 * {b:#04x}");
             }
         }
+    }
+
+    /// Every scalar times every byte, through both plans (whichever `Plan::new` would pick).
+    #[test]
+    fn single_products_match_the_field_in_both_modes() {
+        for c in 0..=255u8 {
+            let mut coeffs = Coeffs::ZERO;
+            coeffs.set(0, 0, c);
+            let mut plan = Plan::<1>::new(&coeffs, 1);
+            for mode in [Mode::Masks, Mode::Powers] {
+                plan.mode = mode;
+                plan.levels = match mode {
+                    Mode::Masks => 8,
+                    Mode::Powers => 8 - c.leading_zeros() as usize,
+                };
+                let mut multiple = c;
+                for (b, word) in plan.words[0][0].iter_mut().enumerate() {
+                    *word = match mode {
+                        Mode::Masks => splat(multiple),
+                        Mode::Powers => 0u64.wrapping_sub(u64::from((c >> b) & 1)),
+                    };
+                    multiple = field::xtime(multiple);
+                }
+                for v in 0..=255u8 {
+                    let x = [[splat(v), splat(v ^ 0x5A), 0, splat(v.rotate_left(3))]];
+                    let mut planes = [[[0u64; WORDS]; 8]; 1];
+                    plan.planes(&x, &mut planes);
+                    let mut acc = [0u64; WORDS];
+                    plan.accumulate(0, &planes, &mut acc);
+                    let expected = [
+                        splat(field::mul(c, v)),
+                        splat(field::mul(c, v ^ 0x5A)),
+                        0,
+                        splat(field::mul(c, v.rotate_left(3))),
+                    ];
+                    assert_eq!(acc, expected, "{c:#04x} * {v:#04x} ({mode:?})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_scalars_use_few_powers_and_large_ones_use_masks() {
+        let mut coeffs = Coeffs::ZERO;
+        for (r, x) in [1u8, 2, 3].into_iter().enumerate() {
+            coeffs.set(r, 0, x);
+        }
+        let plan = Plan::<1>::new(&coeffs, 3);
+        assert_eq!((plan.mode, plan.levels), (Mode::Powers, 2));
+        coeffs.set(0, 0, 0xC7);
+        let plan = Plan::<1>::new(&coeffs, 1);
+        assert_eq!((plan.mode, plan.levels), (Mode::Masks, 8));
+        let plan = Plan::<1>::new(&Coeffs::ZERO, 1);
+        assert_eq!((plan.mode, plan.levels), (Mode::Powers, 0));
     }
 }

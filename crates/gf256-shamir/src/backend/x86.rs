@@ -235,23 +235,26 @@ mod ssse3 {
             }
         }
         let low_nibble = _mm_set1_epi8(0x0F);
+        // The inputs of `Init::Relative` are taken relative to the base (public mode).
+        let relative = matches!(init, Init::Relative(_));
         let mut off = 0;
         while off < len {
+            let base = match init {
+                Init::Xor(base) | Init::Relative(base) => load(base, off),
+                Init::Zero | Init::Accumulate => zero,
+            };
+            let shift = if relative { base } else { zero };
             let mut lo = [zero; C];
             let mut hi = [zero; C];
             for ((input, lo), hi) in inputs.iter().zip(&mut lo).zip(&mut hi) {
-                let x = load(input, off);
+                let x = _mm_xor_si128(load(input, off), shift);
                 *lo = _mm_and_si128(x, low_nibble);
                 *hi = _mm_and_si128(_mm_srli_epi16::<4>(x), low_nibble);
             }
-            let base = match init {
-                Init::Xor(base) => load(base, off),
-                Init::Zero | Init::Accumulate => zero,
-            };
             for (out, row) in outputs.iter_mut().zip(&tables) {
                 let mut acc = match init {
                     Init::Accumulate => load(out, off),
-                    Init::Zero | Init::Xor(_) => base,
+                    Init::Zero | Init::Xor(_) | Init::Relative(_) => base,
                 };
                 for (((t_lo, t_hi), lo), hi) in row.iter().zip(&lo).zip(&hi) {
                     acc = _mm_xor_si128(acc, _mm_shuffle_epi8(*t_lo, *lo));
@@ -321,23 +324,26 @@ mod avx2 {
             }
         }
         let low_nibble = _mm256_set1_epi8(0x0F);
+        // The inputs of `Init::Relative` are taken relative to the base (public mode).
+        let relative = matches!(init, Init::Relative(_));
         let mut off = 0;
         while off < len {
+            let base = match init {
+                Init::Xor(base) | Init::Relative(base) => load(base, off),
+                Init::Zero | Init::Accumulate => zero,
+            };
+            let shift = if relative { base } else { zero };
             let mut lo = [zero; C];
             let mut hi = [zero; C];
             for ((input, lo), hi) in inputs.iter().zip(&mut lo).zip(&mut hi) {
-                let x = load(input, off);
+                let x = _mm256_xor_si256(load(input, off), shift);
                 *lo = _mm256_and_si256(x, low_nibble);
                 *hi = _mm256_and_si256(_mm256_srli_epi16::<4>(x), low_nibble);
             }
-            let base = match init {
-                Init::Xor(base) => load(base, off),
-                Init::Zero | Init::Accumulate => zero,
-            };
             for (out, row) in outputs.iter_mut().zip(&tables) {
                 let mut acc = match init {
                     Init::Accumulate => load(out, off),
-                    Init::Zero | Init::Xor(_) => base,
+                    Init::Zero | Init::Xor(_) | Init::Relative(_) => base,
                 };
                 for (((t_lo, t_hi), lo), hi) in row.iter().zip(&lo).zip(&hi) {
                     acc = _mm256_xor_si256(acc, _mm256_shuffle_epi8(*t_lo, *lo));
@@ -379,20 +385,23 @@ mod avx2_gfni {
             return;
         };
         let zero = _mm256_setzero_si256();
+        // The inputs of `Init::Relative` are taken relative to the base (public mode).
+        let relative = matches!(init, Init::Relative(_));
         let mut off = 0;
         while off < len {
-            let mut x = [zero; C];
-            for (input, x) in inputs.iter().zip(&mut x) {
-                *x = load(input, off);
-            }
             let base = match init {
-                Init::Xor(base) => load(base, off),
+                Init::Xor(base) | Init::Relative(base) => load(base, off),
                 Init::Zero | Init::Accumulate => zero,
             };
+            let shift = if relative { base } else { zero };
+            let mut x = [zero; C];
+            for (input, x) in inputs.iter().zip(&mut x) {
+                *x = _mm256_xor_si256(load(input, off), shift);
+            }
             for (r, out) in outputs.iter_mut().enumerate() {
                 let mut acc = match init {
                     Init::Accumulate => load(out, off),
-                    Init::Zero | Init::Xor(_) => base,
+                    Init::Zero | Init::Xor(_) | Init::Relative(_) => base,
                 };
                 // The broadcasts are loop-invariant; the compiler keeps them in registers
                 // across strips when there are few enough.
@@ -483,6 +492,8 @@ mod avx512_gfni {
             return;
         };
         let zero = _mm512_setzero_si512();
+        // The inputs of `Init::Relative` are taken relative to the base (public mode).
+        let relative = matches!(init, Init::Relative(_));
         let mut off = 0;
         while off < len {
             let n = if len.wrapping_sub(off) < 64 {
@@ -490,18 +501,19 @@ mod avx512_gfni {
             } else {
                 64
             };
-            let mut x = [zero; C];
-            for (input, x) in inputs.iter().zip(&mut x) {
-                *x = load(input, off, n);
-            }
             let base = match init {
-                Init::Xor(base) => load(base, off, n),
+                Init::Xor(base) | Init::Relative(base) => load(base, off, n),
                 Init::Zero | Init::Accumulate => zero,
             };
+            let shift = if relative { base } else { zero };
+            let mut x = [zero; C];
+            for (input, x) in inputs.iter().zip(&mut x) {
+                *x = _mm512_xor_si512(load(input, off, n), shift);
+            }
             for (r, out) in outputs.iter_mut().enumerate() {
                 let mut acc = match init {
                     Init::Accumulate => load(out, off, n),
-                    Init::Zero | Init::Xor(_) => base,
+                    Init::Zero | Init::Xor(_) | Init::Relative(_) => base,
                 };
                 // The broadcasts are loop-invariant; the compiler keeps them in registers
                 // across strips when there are few enough.
