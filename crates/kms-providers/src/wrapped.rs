@@ -91,8 +91,8 @@ pub(crate) const AZURE_KW_CIPHERTEXT: usize = 8 + 32 + 32;
 
 /// Which kind of provider produced a wrapped share. Stored as one byte.
 ///
-/// Cloud kinds are reserved now so that their wrapped shares parse the day their providers
-/// land; a provider refuses shares of any kind other than its own with
+/// Every kind parses whether or not its provider's feature is built; a provider refuses shares
+/// of any kind other than its own with
 /// [`Error::WrongProviderKind`](crate::Error::WrongProviderKind).
 ///
 /// # Example
@@ -110,11 +110,11 @@ pub enum ProviderKind {
     Local,
     /// AES key in a PKCS#11 token (`pkcs11` feature).
     Pkcs11,
-    /// AWS KMS (reserved).
+    /// AWS KMS (feature `aws`).
     AwsKms,
-    /// Google Cloud KMS (reserved).
+    /// Google Cloud KMS (feature `gcp`).
     GcpKms,
-    /// Azure Key Vault (reserved).
+    /// Azure Key Vault or Managed HSM (feature `azure`).
     AzureKeyVault,
 }
 
@@ -185,9 +185,9 @@ pub enum Algorithm {
     /// AES-256-GCM with a 96-bit nonce stored in the wrapped form and a 128-bit tag appended to
     /// the blob (`local`, `pkcs11`).
     Aes256Gcm,
-    /// AWS KMS `SYMMETRIC_DEFAULT`: the blob is KMS's opaque ciphertext (reserved).
+    /// AWS KMS `SYMMETRIC_DEFAULT`: the blob is KMS's opaque ciphertext.
     AwsSymmetricDefault,
-    /// GCP KMS `GOOGLE_SYMMETRIC_ENCRYPTION`: the blob is KMS's opaque ciphertext (reserved).
+    /// GCP KMS `GOOGLE_SYMMETRIC_ENCRYPTION`: the blob is KMS's opaque ciphertext.
     GcpSymmetricEncryption,
     /// Azure Key Vault RSA key, `RSA-OAEP-256` `wrapKey`, as a JWE-style hybrid: Key Vault
     /// wraps a fresh 256-bit content key followed by SHA-256 of the context (the operation takes

@@ -26,7 +26,7 @@ use aes_kw::KeyInit as _;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use base64::Engine as _;
@@ -678,7 +678,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 /// `POST /keys/{name}[/{version}]/{wrapkey|unwrapkey}?api-version=…`.
 async fn handle(
     State(shared): State<Arc<Shared>>,
-    method: axum::http::Method,
+    method: Method,
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -733,7 +733,7 @@ async fn handle(
         }
         return r;
     }
-    if method != axum::http::Method::POST {
+    if method != Method::POST {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",

@@ -6,11 +6,22 @@ use std::time::{Duration, Instant};
 
 use kms_providers::testkit::{self, AzureKeyVaultServer, Subject};
 use kms_providers::{
-    Algorithm, AzureKeyVaultProvider, Error, KeyProvider, WrapContext, WrappedShare,
+    Algorithm, AzureKeyVaultProvider, AzureKeyVaultProviderBuilder, Error, KeyProvider,
+    WrapContext, WrappedShare,
 };
 
 fn ctx(version: u64) -> WrapContext {
     WrapContext::new("vault-az", "azure/secret", version, 1, "shamir-2-of-3").unwrap()
+}
+
+/// The conformance and concurrency runs fire 1,000–3,000 calls at once at one in-process server
+/// on a small, often busy CI machine (the other providers' conformance runs share it), and
+/// every call waits for the whole batch: generous deadlines, because these tests check
+/// behaviour, not speed. The timeout tests set their own.
+fn roomy(builder: AzureKeyVaultProviderBuilder) -> AzureKeyVaultProviderBuilder {
+    builder
+        .attempt_timeout(Duration::from_secs(120))
+        .operation_timeout(Duration::from_secs(240))
 }
 
 async fn key_vault() -> (AzureKeyVaultServer, AzureKeyVaultProvider) {
@@ -26,7 +37,11 @@ async fn conformance_rsa_oaep_256_key_vault() {
     server.create_rsa_key("kek").unwrap();
     server.create_rsa_key("other-kek").unwrap();
     let subject = Subject::without_rotation(
-        Arc::new(server.provider_builder("azure", "kek").build().unwrap()),
+        Arc::new(
+            roomy(server.provider_builder("azure", "kek"))
+                .build()
+                .unwrap(),
+        ),
         Arc::new(
             server
                 .provider_builder("azure", "other-kek")
@@ -46,7 +61,9 @@ async fn conformance_a256kw_managed_hsm() {
     let server = AzureKeyVaultServer::start_managed_hsm().await.unwrap();
     server.create_oct_key("kek").unwrap();
     server.create_oct_key("other-kek").unwrap();
-    let p = server.provider_builder("azure-hsm", "kek").build().unwrap();
+    let p = roomy(server.provider_builder("azure-hsm", "kek"))
+        .build()
+        .unwrap();
     let subject = Subject::without_rotation(
         Arc::new(p.clone()),
         Arc::new(
@@ -327,7 +344,9 @@ async fn many_concurrent_calls() {
     // cached challenge scope).
     let server = AzureKeyVaultServer::start_managed_hsm().await.unwrap();
     server.create_oct_key("kek").unwrap();
-    let p = server.provider_builder("azure-hsm", "kek").build().unwrap();
+    let p = roomy(server.provider_builder("azure-hsm", "kek"))
+        .build()
+        .unwrap();
     testkit::check_concurrency(Arc::new(p), 3_000)
         .await
         .unwrap();
