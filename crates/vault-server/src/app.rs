@@ -19,6 +19,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use crate::audit::routes::{AuditState, spawn_checkpointer};
+use crate::audit::{AuditError, AuditKey, AuditSigner, NewAuditEvent};
 use crate::auth::{ApiKeySecret, JwtKeys, KeyFileError};
 use crate::config::{Config, ProviderConfig};
 use crate::problem::{ApiError, PROBLEM_JSON};
@@ -55,6 +57,9 @@ pub enum ServerError {
     /// Binding or serving the socket failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The audit keys could not be loaded or created.
+    #[error("audit keys: {0}")]
+    Audit(#[from] AuditError),
 }
 
 impl From<KeyFileError> for ServerError {
@@ -71,6 +76,8 @@ pub(crate) struct State {
     pub(crate) providers: Vec<ServerProvider>,
     pub(crate) jwt: JwtKeys,
     pub(crate) config: Config,
+    /// The audit HMAC key, checkpoint signer and checkpoint policy.
+    pub(crate) audit: AuditState,
 }
 
 /// A configured provider as the server runs it: inside its resilience layers (retry →
@@ -169,7 +176,13 @@ impl VaultServer {
         config: Config,
         mut instrument: impl FnMut(&str, Arc<dyn KeyProvider>) -> Arc<dyn KeyProvider>,
     ) -> Result<VaultServer, ServerError> {
-        let storage = SqliteStorage::open(config.data_dir()).await?;
+        // The audit keys are read before the store opens: the store seals every event with
+        // the HMAC key.
+        crate::storage::create_private_dir(config.data_dir())?;
+        let audit_key = Arc::new(AuditKey::load_or_create(config.data_dir())?);
+        let signer = AuditSigner::load_or_create(config.data_dir())?;
+        let storage =
+            SqliteStorage::open_with_audit_key(config.data_dir(), Arc::clone(&audit_key)).await?;
         let mut providers: Vec<ServerProvider> = Vec::new();
         for (name, provider) in config.providers() {
             let built = instrument(name, build_provider(&config, name, provider).await?);
@@ -197,15 +210,22 @@ impl VaultServer {
             .build()
             .map_err(|e| ServerError::Providers(e.to_string()))?;
         let jwt = JwtKeys::load_or_create(config.data_dir())?;
-        Ok(VaultServer {
-            state: Arc::new(State {
-                storage: Arc::new(storage),
-                custodian,
-                providers,
-                jwt,
-                config,
-            }),
-        })
+        let audit = AuditState {
+            key: audit_key,
+            signer,
+            every_events: config.audit_checkpoint_every(),
+            interval: config.audit_checkpoint_interval(),
+        };
+        let state = Arc::new(State {
+            storage: Arc::new(storage),
+            custodian,
+            providers,
+            jwt,
+            config,
+            audit,
+        });
+        spawn_checkpointer(Arc::downgrade(&state));
+        Ok(VaultServer { state })
     }
 
     /// Creates the first API key if the store has none, and returns it (to print once).
@@ -230,7 +250,21 @@ impl VaultServer {
         if self.state.storage.api_key_count().await? > 0 {
             return Ok(None);
         }
-        let (secret, _) = create_api_key(&*self.state.storage, "admin", "admin", None).await?;
+        let (secret, record) = new_api_key(crate::audit::routes::AUDIT_ADMIN, "admin", None)?;
+        let event = NewAuditEvent {
+            id: crate::ids::new_id().map_err(ServerError::Random)?,
+            occurred_at: now_millis(),
+            request_id: "bootstrap".into(),
+            actor_type: "system".into(),
+            actor_id: String::new(),
+            action: "key.create".into(),
+            resource_type: "api_key".into(),
+            resource_id: record.id.clone(),
+            vault_id: None,
+            outcome: "success".into(),
+            detail: serde_json::json!({ "user_id": record.user_id, "bootstrap": true }).to_string(),
+        };
+        self.state.storage.insert_api_key(&record, &event).await?;
         Ok(Some(secret))
     }
 
@@ -426,9 +460,8 @@ async fn build_provider(
     }
 }
 
-/// Creates and stores a key for a user; returns the secret (shown once) and its record.
-pub(crate) async fn create_api_key(
-    storage: &dyn Storage,
+/// A new key for a user: the secret (shown once) and the record to store.
+pub(crate) fn new_api_key(
     user_id: &str,
     name: &str,
     vault_scope: Option<Vec<String>>,
@@ -444,7 +477,6 @@ pub(crate) async fn create_api_key(
         created_at: now_millis(),
         revoked_at: None,
     };
-    storage.insert_api_key(&record).await?;
     Ok((secret, record))
 }
 

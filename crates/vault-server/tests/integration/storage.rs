@@ -1,8 +1,26 @@
 //! The storage trait's guarantees, against SQLite (PostgreSQL will run the same checks).
 
 use vault_server::{
-    NewVersion, ShareRecord, SqliteStorage, Storage, StorageError, VaultRecord, VersionRecord,
+    NewAuditEvent, NewVersion, ShareRecord, SqliteStorage, Storage, StorageError, VaultRecord,
+    VersionRecord,
 };
+
+/// The audit event every write must carry.
+fn event(action: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        id: format!("event-{action}-{}", std::process::id()),
+        occurred_at: 1,
+        request_id: "test".into(),
+        actor_type: "user".into(),
+        actor_id: "admin".into(),
+        action: action.into(),
+        resource_type: "secret".into(),
+        resource_id: "vault-1/db/password".into(),
+        vault_id: Some("vault-1".into()),
+        outcome: "success".into(),
+        detail: "{}".into(),
+    }
+}
 
 fn vault() -> VaultRecord {
     VaultRecord {
@@ -53,12 +71,22 @@ fn share(slot: u8) -> ShareRecord {
 async fn a_version_is_written_with_all_its_shares_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
     let storage = SqliteStorage::open(dir.path()).await.unwrap();
-    storage.insert_vault(&vault()).await.unwrap();
+    storage
+        .insert_vault(&vault(), &event("vault.create"))
+        .await
+        .unwrap();
 
     // The second share repeats slot 1: its insert fails inside the transaction, so neither the
     // version nor the first share may remain.
     let broken = version(1, vec![share(1), share(1)]);
-    assert!(storage.put_version(&broken).await.is_err());
+    assert!(
+        storage
+            .put_version(&broken, &event("secret.write"))
+            .await
+            .is_err()
+    );
+    // The failed write's audit event was rolled back with it.
+    assert_eq!(storage.audit_head().await.unwrap().0, 1);
     assert_eq!(
         storage
             .latest_version_number("vault-1", "db/password")
@@ -86,7 +114,11 @@ async fn a_version_is_written_with_all_its_shares_or_not_at_all() {
             },
         ],
     );
-    let stored = storage.put_version(&good).await.unwrap();
+    let stored = storage
+        .put_version(&good, &event("secret.write.2"))
+        .await
+        .unwrap();
+    assert_eq!(storage.audit_head().await.unwrap().0, 2);
     assert_eq!(stored.version, 1);
     let (read, shares) = storage
         .get_version("vault-1", "db/password", None)
@@ -101,7 +133,7 @@ async fn a_version_is_written_with_all_its_shares_or_not_at_all() {
     let mut again = version(1, vec![share(1)]);
     again.version.version_id = "version-1b".into();
     assert!(matches!(
-        storage.put_version(&again).await,
+        storage.put_version(&again, &event("secret.write.3")).await,
         Err(StorageError::Conflict)
     ));
     storage.close().await;
@@ -111,17 +143,22 @@ async fn a_version_is_written_with_all_its_shares_or_not_at_all() {
 async fn access_counting_never_exceeds_the_maximum() {
     let dir = tempfile::tempdir().unwrap();
     let storage = SqliteStorage::open(dir.path()).await.unwrap();
-    storage.insert_vault(&vault()).await.unwrap();
     storage
-        .put_version(&version(1, vec![share(1)]))
+        .insert_vault(&vault(), &event("vault.create"))
+        .await
+        .unwrap();
+    storage
+        .put_version(&version(1, vec![share(1)]), &event("secret.write"))
         .await
         .unwrap();
     // max_access_count is 1: of many concurrent reads exactly one is counted.
     let mut tasks = Vec::new();
-    for _ in 0..16 {
+    for n in 0..16 {
         let storage = storage.clone();
         tasks.push(tokio::spawn(async move {
-            storage.record_access("version-1").await.unwrap()
+            let mut audit = event("secret.read");
+            audit.id = format!("read-{n}");
+            storage.record_access("version-1", &audit).await.unwrap()
         }));
     }
     let mut granted = 0;
@@ -129,5 +166,7 @@ async fn access_counting_never_exceeds_the_maximum() {
         granted += usize::from(task.await.unwrap());
     }
     assert_eq!(granted, 1);
+    // Only the counted read committed its event: vault, write, one read.
+    assert_eq!(storage.audit_head().await.unwrap().0, 3);
     storage.close().await;
 }
