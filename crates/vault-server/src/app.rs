@@ -19,6 +19,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use crate::audit::routes::{AuditState, spawn_checkpointer};
+use crate::audit::{AuditError, AuditKey, AuditSigner, NewAuditEvent};
 use crate::auth::{ApiKeySecret, JwtKeys, KeyFileError};
 use crate::config::{Config, ProviderConfig};
 use crate::problem::{ApiError, PROBLEM_JSON};
@@ -55,6 +57,9 @@ pub enum ServerError {
     /// Binding or serving the socket failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The audit keys could not be loaded or created.
+    #[error("audit keys: {0}")]
+    Audit(#[from] AuditError),
 }
 
 impl From<KeyFileError> for ServerError {
@@ -71,6 +76,8 @@ pub(crate) struct State {
     pub(crate) providers: Vec<ServerProvider>,
     pub(crate) jwt: JwtKeys,
     pub(crate) config: Config,
+    /// The audit HMAC key, checkpoint signer and checkpoint policy.
+    pub(crate) audit: AuditState,
 }
 
 /// A configured provider as the server runs it: inside its resilience layers (retry →
@@ -169,14 +176,20 @@ impl VaultServer {
         config: Config,
         mut instrument: impl FnMut(&str, Arc<dyn KeyProvider>) -> Arc<dyn KeyProvider>,
     ) -> Result<VaultServer, ServerError> {
-        // The data directory holds the JWT signing key and, by default, the local providers'
-        // keys, whichever database holds the rest.
+        // The data directory holds the audit keys, the JWT signing key and, by default, the
+        // local providers' keys, whichever database holds the rest. The audit keys are read
+        // before the store opens: the store seals every event with the HMAC key.
+        crate::storage::create_private_dir(config.data_dir())?;
+        let audit_key = Arc::new(AuditKey::load_or_create(config.data_dir())?);
+        let signer = AuditSigner::load_or_create(config.data_dir())?;
         let storage: Arc<dyn Storage> = match config.database() {
             Some(postgres) => {
-                crate::storage::create_private_dir(config.data_dir()).map_err(StorageError::Io)?;
-                Arc::new(PostgresStorage::connect(postgres).await?)
+                Arc::new(PostgresStorage::connect(postgres, Arc::clone(&audit_key)).await?)
             }
-            None => Arc::new(SqliteStorage::open(config.data_dir()).await?),
+            None => Arc::new(
+                SqliteStorage::open_with_audit_key(config.data_dir(), Arc::clone(&audit_key))
+                    .await?,
+            ),
         };
         let mut providers: Vec<ServerProvider> = Vec::new();
         for (name, provider) in config.providers() {
@@ -205,15 +218,22 @@ impl VaultServer {
             .build()
             .map_err(|e| ServerError::Providers(e.to_string()))?;
         let jwt = JwtKeys::load_or_create(config.data_dir())?;
-        Ok(VaultServer {
-            state: Arc::new(State {
-                storage,
-                custodian,
-                providers,
-                jwt,
-                config,
-            }),
-        })
+        let audit = AuditState {
+            key: audit_key,
+            signer,
+            every_events: config.audit_checkpoint_every(),
+            interval: config.audit_checkpoint_interval(),
+        };
+        let state = Arc::new(State {
+            storage,
+            custodian,
+            providers,
+            jwt,
+            config,
+            audit,
+        });
+        spawn_checkpointer(Arc::downgrade(&state));
+        Ok(VaultServer { state })
     }
 
     /// Creates the first API key if the store has none, and returns it (to print once).
@@ -241,8 +261,28 @@ impl VaultServer {
         if self.state.storage.api_key_count().await? > 0 {
             return Ok(None);
         }
-        let (secret, record) = new_api_key("admin", "admin", None)?;
-        if self.state.storage.insert_first_api_key(&record).await? {
+        let (secret, record) = new_api_key(crate::audit::routes::AUDIT_ADMIN, "admin", None)?;
+        let event = NewAuditEvent {
+            id: crate::ids::new_id().map_err(ServerError::Random)?,
+            occurred_at: now_millis(),
+            request_id: "bootstrap".into(),
+            actor_type: "system".into(),
+            actor_id: String::new(),
+            action: "key.create".into(),
+            resource_type: "api_key".into(),
+            resource_id: record.id.clone(),
+            vault_id: None,
+            outcome: "success".into(),
+            detail: serde_json::json!({ "user_id": record.user_id, "bootstrap": true }).to_string(),
+        };
+        // Of several replicas bootstrapping one database at once, exactly one stores its key
+        // (and its audit event, in the same transaction); the others print nothing.
+        if self
+            .state
+            .storage
+            .insert_first_api_key(&record, &event)
+            .await?
+        {
             Ok(Some(secret))
         } else {
             Ok(None)
@@ -441,20 +481,8 @@ async fn build_provider(
     }
 }
 
-/// Creates and stores a key for a user; returns the secret (shown once) and its record.
-pub(crate) async fn create_api_key(
-    storage: &dyn Storage,
-    user_id: &str,
-    name: &str,
-    vault_scope: Option<Vec<String>>,
-) -> Result<(ApiKeySecret, ApiKeyRecord), ServerError> {
-    let (secret, record) = new_api_key(user_id, name, vault_scope)?;
-    storage.insert_api_key(&record).await?;
-    Ok((secret, record))
-}
-
-/// A fresh key for a user and the record to store (its hash only).
-fn new_api_key(
+/// A new key for a user: the secret (shown once) and the record to store (its hash only).
+pub(crate) fn new_api_key(
     user_id: &str,
     name: &str,
     vault_scope: Option<Vec<String>>,

@@ -19,6 +19,8 @@ use crate::storage::{ApiKeyRecord, Storage, StorageError};
 
 /// Every API key starts with this.
 pub(crate) const API_KEY_PREFIX: &str = "1ck_";
+/// Every agent key starts with this.
+pub(crate) const AGENT_KEY_PREFIX: &str = "ocv_";
 /// The JWT issuer and audience.
 const ISSUER: &str = "mpc-vault";
 const AUDIENCE: &str = "mpc-vault-api";
@@ -55,10 +57,15 @@ impl ApiKeySecret {
     /// # Ok::<(), getrandom::Error>(())
     /// ```
     pub fn generate() -> Result<ApiKeySecret, getrandom::Error> {
+        ApiKeySecret::generate_prefixed(API_KEY_PREFIX)
+    }
+
+    /// A fresh key with another 4-character prefix (agent keys: `ocv_`).
+    pub(crate) fn generate_prefixed(prefix: &str) -> Result<ApiKeySecret, getrandom::Error> {
         let mut bytes = Zeroizing::new([0u8; 32]);
         getrandom::fill(bytes.as_mut())?;
-        let mut text = Zeroizing::new(String::with_capacity(API_KEY_PREFIX.len() + 43));
-        text.push_str(API_KEY_PREFIX);
+        let mut text = Zeroizing::new(String::with_capacity(prefix.len() + 43));
+        text.push_str(prefix);
         URL_SAFE_NO_PAD.encode_string(bytes.as_ref(), &mut text);
         Ok(ApiKeySecret(text))
     }
@@ -110,8 +117,12 @@ pub(crate) async fn verify_api_key(
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Claims {
     pub(crate) sub: String,
-    /// The API key the token was issued for; revoking the key revokes its tokens.
+    /// The API key the token was issued for; revoking the key revokes its tokens. For an
+    /// agent, the agent id (deleting the agent revokes its tokens).
     pub(crate) key_id: String,
+    /// True for an agent's token: `sub` is then an agent id, not a user id.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) agent: bool,
     iss: String,
     aud: String,
     iat: u64,
@@ -211,10 +222,30 @@ impl JwtKeys {
         key: &ApiKeyRecord,
         ttl: Duration,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.sign(key.user_id.clone(), key.id.clone(), false, ttl)
+    }
+
+    /// Signs an access token for an agent.
+    pub(crate) fn issue_agent(
+        &self,
+        agent_id: &str,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.sign(agent_id.to_owned(), agent_id.to_owned(), true, ttl)
+    }
+
+    fn sign(
+        &self,
+        sub: String,
+        key_id: String,
+        agent: bool,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = unix_secs();
         let claims = Claims {
-            sub: key.user_id.clone(),
-            key_id: key.id.clone(),
+            sub,
+            key_id,
+            agent,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now,
@@ -263,7 +294,7 @@ fn unix_secs() -> u64 {
 /// `path`: a reader never sees a half-written file, and the link fails with `AlreadyExists` if
 /// another process published `path` first.
 #[cfg(unix)]
-fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut suffix = [0u8; 8];
@@ -292,7 +323,7 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 

@@ -188,20 +188,27 @@ async fn backup(config: &Config, to: &std::path::Path) -> Result<(), RunError> {
             file.display()
         )));
     }
-    let storage = crate::storage::SqliteStorage::open_existing(&file)
-        .await
+    // The handle needs the data directory's audit key (it seals any event appended through
+    // it); a backup appends none, but the key is the real one, never a stand-in.
+    let audit_key = crate::audit::AuditKey::load_or_create(config.data_dir())
         .map_err(|e| RunError::Backup(e.to_string()))?;
+    let storage =
+        crate::storage::SqliteStorage::open_existing(&file, std::sync::Arc::new(audit_key))
+            .await
+            .map_err(|e| RunError::Backup(e.to_string()))?;
     let written = storage.backup_to(to).await;
     crate::storage::Storage::close(&storage).await;
     written.map_err(|e| RunError::Backup(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "backed up {} to {}\nAlso keep a copy of {} and of the local providers' key directory \
-         (default {}).",
+        "backed up {} to {}\nAlso keep a copy of {}, {}, {} and of the local providers' key \
+         directory (default {}).",
         file.display(),
         to.display(),
         config.data_dir().join("jwt-ed25519.seed").display(),
+        config.data_dir().join("audit-hmac.key").display(),
+        config.data_dir().join("audit-ed25519.seed").display(),
         config.data_dir().join("keys").display()
     )
     .map_err(RunError::Stdout)?;

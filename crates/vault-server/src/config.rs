@@ -231,6 +231,8 @@ struct RawConfig {
     database_url: Option<String>,
     database_max_connections: Option<u32>,
     database_acquire_timeout_secs: Option<u64>,
+    audit_checkpoint_every_events: Option<u64>,
+    audit_checkpoint_interval_secs: Option<u64>,
     #[serde(default)]
     resilience: RawResilience,
     #[serde(default)]
@@ -266,6 +268,8 @@ pub struct Config {
     request_timeout: Duration,
     token_ttl: Duration,
     log_format: LogFormat,
+    audit_checkpoint_every: u64,
+    audit_checkpoint_interval: Duration,
     providers: BTreeMap<String, ProviderConfig>,
     resilience: BTreeMap<String, ProviderResilience>,
     embedded_providers: bool,
@@ -305,6 +309,8 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(3600),
             log_format: LogFormat::Text,
+            audit_checkpoint_every: 1000,
+            audit_checkpoint_interval: Duration::from_secs(300),
             providers,
             resilience,
             embedded_providers: true,
@@ -450,6 +456,24 @@ impl Config {
             raw.database_max_connections,
             raw.database_acquire_timeout_secs,
         )?;
+        if let Some(every) = raw.audit_checkpoint_every_events {
+            if !(1..=1_000_000).contains(&every) {
+                return Err(invalid(
+                    "audit_checkpoint_every_events",
+                    "must be between 1 and 1000000",
+                ));
+            }
+            config.audit_checkpoint_every = every;
+        }
+        if let Some(secs) = raw.audit_checkpoint_interval_secs {
+            if !(1..=86_400).contains(&secs) {
+                return Err(invalid(
+                    "audit_checkpoint_interval_secs",
+                    "must be between 1 and 86400",
+                ));
+            }
+            config.audit_checkpoint_interval = Duration::from_secs(secs);
+        }
         config.tls = match (raw.tls.cert_file, raw.tls.key_file) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(Tls {
@@ -533,6 +557,51 @@ impl Config {
     pub fn with_request_timeout(mut self, timeout: Duration) -> Config {
         self.request_timeout = timeout;
         self
+    }
+
+    /// Overrides when the audit chain head is signed: after `every_events` new events or
+    /// `interval`, whichever comes first (defaults: 1000 events, 300 s; TOML
+    /// `audit_checkpoint_every_events`, `audit_checkpoint_interval_secs`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let config = vault_server::Config::default_config()
+    ///     .with_audit_checkpoints(10, Duration::from_secs(5));
+    /// assert_eq!(config.audit_checkpoint_every(), 10);
+    /// assert_eq!(config.audit_checkpoint_interval(), Duration::from_secs(5));
+    /// ```
+    #[must_use]
+    pub fn with_audit_checkpoints(mut self, every_events: u64, interval: Duration) -> Config {
+        self.audit_checkpoint_every = every_events.max(1);
+        self.audit_checkpoint_interval = interval;
+        self
+    }
+
+    /// How many new audit events trigger a signed checkpoint.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(vault_server::Config::default_config().audit_checkpoint_every(), 1000);
+    /// ```
+    #[must_use]
+    pub fn audit_checkpoint_every(&self) -> u64 {
+        self.audit_checkpoint_every
+    }
+
+    /// The longest time the audit chain head stays unsigned while events arrive.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::default_config();
+    /// assert_eq!(config.audit_checkpoint_interval().as_secs(), 300);
+    /// ```
+    #[must_use]
+    pub fn audit_checkpoint_interval(&self) -> Duration {
+        self.audit_checkpoint_interval
     }
 
     /// Overrides the largest accepted secret value.

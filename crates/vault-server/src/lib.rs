@@ -4,7 +4,9 @@
 // request) must not depend on workspace settings.
 #![warn(clippy::panic)]
 
+mod agents;
 mod app;
+mod audit;
 mod auth;
 mod cli;
 mod config;
@@ -13,6 +15,8 @@ mod extract;
 mod generate;
 mod ids;
 mod openapi;
+mod policies;
+mod policy;
 mod problem;
 mod resilience;
 mod routes;
@@ -22,6 +26,11 @@ mod tls;
 mod validate;
 
 pub use crate::app::{ServerError, VaultServer};
+pub use crate::audit::{
+    AUDIT_SCHEME, AuditError, AuditEvent, AuditExport, AuditKey, AuditSigner, ChainReport,
+    Checkpoint, EXPORT_FORMAT, GENESIS_HASH, NewAuditEvent, canonical_encoding, checkpoint_message,
+    verify_export,
+};
 pub use crate::auth::ApiKeySecret;
 pub use crate::cli::{Cli, Command, ConfigCommand, RunError, run};
 pub use crate::config::{
@@ -32,7 +41,8 @@ pub use crate::openapi::openapi_json;
 pub use crate::problem::ApiError;
 pub use crate::resilience::ProviderResilience;
 pub use crate::storage::{
-    ApiKeyRecord, NewVersion, PostgresOptions, PostgresStorage, ShareRecord, SqliteStorage,
-    Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
+    AgentRecord, ApiKeyRecord, AuditQuery, NewVersion, PolicyRecord, PostgresOptions,
+    PostgresStorage, ShareRecord, SqliteStorage, Storage, StorageError, VaultCustodyRecord,
+    VaultRecord, VersionRecord,
 };
 pub use crate::validate::MAX_PATH_LEN;

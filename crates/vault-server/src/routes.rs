@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{FromRequestParts, State as AxState};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,8 +17,9 @@ use custody_policy::{
 use kms_providers::{CircuitState, KeyProvider as _};
 use serde_json::{Value, json};
 
-use crate::app::{AppState, ServerProvider, create_api_key};
-use crate::auth::{API_KEY_PREFIX, verify_api_key};
+use crate::app::{AppState, ServerProvider, new_api_key};
+use crate::audit::scope::AuditScope;
+use crate::auth::{AGENT_KEY_PREFIX, API_KEY_PREFIX, verify_api_key};
 use crate::dto::{
     AccessToken, ApiKey, ApiKeyList, ApiKeyTokenRequest, CreateApiKeyRequest, CreateVaultRequest,
     CreatedApiKey, EnableMpcRequest, Health, HsmHealth, Jwks, ListQuery, ProviderHealth,
@@ -25,9 +27,11 @@ use crate::dto::{
     VaultList, VersionInfo, VersionList,
 };
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::policy::Permission;
 use crate::problem::{ApiError, Problem, internal};
 use crate::storage::{
-    NewVersion, ShareRecord, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
+    NewVersion, PolicyRecord, ShareRecord, StorageError, VaultCustodyRecord, VaultRecord,
+    VersionRecord,
 };
 use crate::time::{now_millis, parse_rfc3339, rfc3339};
 use crate::{ids, validate};
@@ -40,6 +44,7 @@ const MAX_VERSION: u64 = i64::MAX as u64;
 const PUT_ATTEMPTS: usize = 3;
 
 pub(crate) fn router(state: AppState) -> Router {
+    use crate::audit::routes as audit;
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/health/hsm", get(health_hsm))
@@ -69,6 +74,36 @@ pub(crate) fn router(state: AppState) -> Router {
             post(disable_version),
         )
         .route("/v1/vaults/{id}/secret-rotate/{*path}", post(rotate_secret))
+        .route("/v1/auth/agent-token", post(crate::agents::agent_token))
+        .route(
+            "/v1/agents",
+            post(crate::agents::create_agent).get(crate::agents::list_agents),
+        )
+        .route(
+            "/v1/agents/{id}",
+            get(crate::agents::get_agent).delete(crate::agents::delete_agent),
+        )
+        .route(
+            "/v1/vaults/{id}/policies",
+            post(crate::policies::create_policy).get(crate::policies::list_policies),
+        )
+        .route(
+            "/v1/vaults/{id}/policies/{policy_id}",
+            get(crate::policies::get_policy)
+                .put(crate::policies::update_policy)
+                .delete(crate::policies::delete_policy),
+        )
+        .route("/v1/audit/events", get(audit::events))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/export", get(audit::export))
+        .route("/v1/audit/checkpoints", post(audit::create_checkpoint))
+        .route("/v1/audit/public-key", get(audit::public_key))
+        // Every route above is audited (the public ones are skipped inside); routes added
+        // after this line would not be.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::scope::record,
+        ))
         .fallback(not_found)
         .with_state(state)
 }
@@ -83,20 +118,34 @@ fn storage_error(err: StorageError) -> ApiError {
 /// The authenticated caller.
 #[derive(Debug)]
 pub(crate) struct Principal {
+    /// The user id, or the agent id for an agent.
     user_id: String,
-    /// The vaults a scoped key may use; `None` for every vault of the user.
+    /// The vaults a scoped key (or an agent with `vault_ids`) may use; `None` for every vault.
     scope: Option<Vec<String>>,
+    /// An agent: policies decide everything it may do, and it manages nothing.
+    agent: bool,
 }
 
 impl Principal {
+    /// The user the caller acts for.
+    pub(crate) fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
     fn may_use(&self, vault_id: &str) -> bool {
         self.scope
             .as_ref()
             .is_none_or(|vaults| vaults.iter().any(|v| v == vault_id))
     }
 
-    /// Refuses actions beyond a scoped key's vaults' secrets.
-    fn unscoped(&self, action: &str) -> Result<(), ApiError> {
+    /// Refuses actions beyond a scoped key's vaults' secrets, and every management action of
+    /// an agent.
+    pub(crate) fn unscoped(&self, action: &str) -> Result<(), ApiError> {
+        if self.agent {
+            return Err(ApiError::Forbidden(format!(
+                "agents cannot {action}; use a user's API key"
+            )));
+        }
         if self.scope.is_some() {
             return Err(ApiError::Forbidden(format!(
                 "this API key is scoped to specific vaults and cannot {action}; use an unscoped key"
@@ -133,6 +182,25 @@ impl FromRequestParts<AppState> for Principal {
             return Err(bad_scheme());
         }
         let token = token.trim();
+        if token.starts_with(AGENT_KEY_PREFIX) {
+            let agent = crate::agents::verify_agent_key(&*state.storage, token)
+                .await
+                .map_err(storage_error)?
+                .ok_or_else(|| {
+                    ApiError::Unauthorized(
+                        "the agent key is not valid, or the agent was deleted or has expired"
+                            .into(),
+                    )
+                })?;
+            if let Some(audit) = parts.extensions.get::<AuditScope>() {
+                audit.set_actor("agent", &agent.id, &agent.id);
+            }
+            return Ok(Principal {
+                user_id: agent.id,
+                scope: agent.vault_ids,
+                agent: true,
+            });
+        }
         if token.starts_with(API_KEY_PREFIX) {
             let key = verify_api_key(&*state.storage, token)
                 .await
@@ -140,9 +208,13 @@ impl FromRequestParts<AppState> for Principal {
                 .ok_or_else(|| {
                     ApiError::Unauthorized("the API key is not valid or was revoked".into())
                 })?;
+            if let Some(audit) = parts.extensions.get::<AuditScope>() {
+                audit.set_actor("user", &key.user_id, &key.id);
+            }
             return Ok(Principal {
                 user_id: key.user_id,
                 scope: key.vault_scope,
+                agent: false,
             });
         }
         let invalid_token = || {
@@ -153,6 +225,24 @@ impl FromRequestParts<AppState> for Principal {
             )
         };
         let claims = state.jwt.verify(token).ok_or_else(invalid_token)?;
+        if claims.agent {
+            // Deleting or expiring the agent revokes its tokens: it is looked up every time.
+            let agent = state
+                .storage
+                .get_agent(&claims.sub)
+                .await
+                .map_err(storage_error)?
+                .filter(|a| crate::agents::is_live(a, now_millis()))
+                .ok_or_else(invalid_token)?;
+            if let Some(audit) = parts.extensions.get::<AuditScope>() {
+                audit.set_actor("agent", &agent.id, &agent.id);
+            }
+            return Ok(Principal {
+                user_id: agent.id,
+                scope: agent.vault_ids,
+                agent: true,
+            });
+        }
         // Revoking a key revokes the tokens issued for it.
         let key = state
             .storage
@@ -161,9 +251,13 @@ impl FromRequestParts<AppState> for Principal {
             .map_err(storage_error)?
             .filter(|k| k.revoked_at.is_none() && k.user_id == claims.sub)
             .ok_or_else(invalid_token)?;
+        if let Some(audit) = parts.extensions.get::<AuditScope>() {
+            audit.set_actor("user", &key.user_id, &key.id);
+        }
         Ok(Principal {
             user_id: key.user_id,
             scope: key.vault_scope,
+            agent: false,
         })
     }
 }
@@ -174,6 +268,7 @@ impl FromRequestParts<AppState> for Principal {
 )]
 pub(crate) async fn api_key_token(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     ApiJson(body): ApiJson<ApiKeyTokenRequest>,
 ) -> Result<Response, ApiError> {
     let key = if body.api_key.0.starts_with(API_KEY_PREFIX) {
@@ -186,6 +281,9 @@ pub(crate) async fn api_key_token(
     let key = key.ok_or_else(|| {
         ApiError::Unauthorized("`api_key` is not a valid API key (1ck_…) or was revoked".into())
     })?;
+    // Recorded by the audit middleware (own transaction) once the token is issued.
+    audit.set_actor("user", &key.user_id, &key.id);
+    audit.set_resource(&key.id, None);
     let ttl = state.config.token_ttl();
     let token = state
         .jwt
@@ -219,6 +317,7 @@ fn key_json(record: &crate::storage::ApiKeyRecord) -> ApiKey {
 )]
 pub(crate) async fn create_key(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
@@ -235,10 +334,15 @@ pub(crate) async fn create_key(
             owned_vault(&state, &principal, id).await?;
         }
     }
-    let (secret, record) =
-        create_api_key(&*state.storage, &principal.user_id, &name, body.vault_ids)
-            .await
-            .map_err(|e| internal("creating an API key", &e))?;
+    let (secret, record) = new_api_key(&principal.user_id, &name, body.vault_ids)
+        .map_err(|e| internal("creating an API key", &e))?;
+    audit.set_resource(&record.id, None);
+    state
+        .storage
+        .insert_api_key(&record, &audit.success()?)
+        .await
+        .map_err(storage_error)?;
+    audit.mark_audited();
     // The full key is shown here, once; only its hash is stored.
     let out = CreatedApiKey {
         key_info: key_json(&record),
@@ -278,16 +382,19 @@ pub(crate) async fn list_keys(
 )]
 pub(crate) async fn revoke_key(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     principal.unscoped("revoke API keys")?;
     let done = state
         .storage
-        .revoke_api_key(&principal.user_id, &id, now_millis())
+        .revoke_api_key(&principal.user_id, &id, now_millis(), &audit.success()?)
         .await
         .map_err(storage_error)?;
-    if !done {
+    if done {
+        audit.mark_audited();
+    } else {
         return Err(ApiError::NotFound(
             "there is no active API key with that id".into(),
         ));
@@ -470,14 +577,80 @@ fn vault_json(vault: &VaultRecord) -> Vault {
 }
 
 /// The caller's vault, or 404 (another user's vault is indistinguishable from none).
-async fn owned_vault(state: &AppState, who: &Principal, id: &str) -> Result<VaultRecord, ApiError> {
+pub(crate) async fn owned_vault(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<VaultRecord, ApiError> {
     state
         .storage
         .get_vault(id)
         .await
         .map_err(storage_error)?
-        .filter(|v| v.created_by == who.user_id && who.may_use(&v.id))
+        .filter(|v| !who.agent && v.created_by == who.user_id && who.may_use(&v.id))
         .ok_or_else(|| ApiError::NotFound(format!("there is no vault with id {id:?}")))
+}
+
+/// How a caller may use a vault's secrets.
+#[derive(Debug)]
+pub(crate) enum Access {
+    /// The vault's creator: everything.
+    Full,
+    /// Anyone else: what these policies (the caller's, read for this request) allow.
+    Policies(Vec<PolicyRecord>),
+}
+
+impl Access {
+    fn allows(&self, path: &str, permission: Permission) -> bool {
+        match self {
+            Access::Full => true,
+            Access::Policies(policies) => {
+                crate::policy::allows(policies, path, permission, now_millis())
+            }
+        }
+    }
+
+    fn require(&self, path: &str, permission: Permission) -> Result<(), ApiError> {
+        if self.allows(path, permission) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "no policy of this vault grants `{}` on {path:?} to the caller",
+            permission.as_str()
+        )))
+    }
+}
+
+/// A vault whose secrets the caller may use, with how: its creator has full access; another
+/// user or an agent needs an unexpired allowing policy in that vault, or the vault answers 404
+/// as if it did not exist. Policies are read from storage on every request, so a changed or
+/// deleted policy applies at once.
+async fn secret_vault(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<(VaultRecord, Access), ApiError> {
+    let not_found = || ApiError::NotFound(format!("there is no vault with id {id:?}"));
+    let vault = state
+        .storage
+        .get_vault(id)
+        .await
+        .map_err(storage_error)?
+        .filter(|v| who.may_use(&v.id))
+        .ok_or_else(not_found)?;
+    if !who.agent && vault.created_by == who.user_id {
+        return Ok((vault, Access::Full));
+    }
+    let kind = if who.agent { "agent" } else { "user" };
+    let policies = state
+        .storage
+        .principal_policies(&vault.id, kind, &who.user_id)
+        .await
+        .map_err(storage_error)?;
+    if !crate::policy::grants_anything(&policies, now_millis()) {
+        return Err(not_found());
+    }
+    Ok((vault, Access::Policies(policies)))
 }
 
 fn custody_error(err: CustodyError) -> ApiError {
@@ -548,6 +721,7 @@ fn custody_record(mode: &CustodyMode) -> VaultCustodyRecord {
 )]
 pub(crate) async fn create_vault(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateVaultRequest>,
 ) -> Result<Response, ApiError> {
@@ -572,11 +746,16 @@ pub(crate) async fn create_vault(
         cmek_enabled: false,
         custody,
     };
+    audit.set_resource(&vault.id, Some(&vault.id));
+    if let Some(custody) = &vault.custody {
+        audit.detail("custody_mode", json!(custody.mode));
+    }
     state
         .storage
-        .insert_vault(&vault)
+        .insert_vault(&vault, &audit.success()?)
         .await
         .map_err(storage_error)?;
+    audit.mark_audited();
     Ok((StatusCode::CREATED, Json(vault_json(&vault))).into_response())
 }
 
@@ -625,16 +804,24 @@ pub(crate) async fn get_vault(
 )]
 pub(crate) async fn delete_vault(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     principal.unscoped("delete vaults")?;
     owned_vault(&state, &principal, &id).await?;
-    state
+    if !state
         .storage
-        .delete_vault(&id, now_millis())
+        .delete_vault(&id, now_millis(), &audit.success()?)
         .await
-        .map_err(storage_error)?;
+        .map_err(storage_error)?
+    {
+        // Deleted by a concurrent request between the check and the write.
+        return Err(ApiError::NotFound(format!(
+            "there is no vault with id {id:?}"
+        )));
+    }
+    audit.mark_audited();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -648,6 +835,7 @@ pub(crate) async fn delete_vault(
 )]
 pub(crate) async fn enable_mpc(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<EnableMpcRequest>,
@@ -690,11 +878,15 @@ pub(crate) async fn enable_mpc(
         return already(&current.mode);
     }
     let record = custody_record(&mode);
+    audit.detail("custody_mode", json!(record.mode));
     let set = state
         .storage
-        .set_vault_custody(&id, &record)
+        .set_vault_custody(&id, &record, &audit.success()?)
         .await
         .map_err(storage_error)?;
+    if set {
+        audit.mark_audited();
+    }
     let vault = owned_vault(&state, &principal, &id).await?;
     if !set {
         // Another request set a mode between the read and the write.
@@ -744,6 +936,7 @@ struct WriteOptions {
 /// transaction; answers 201 with the client share if the mode has one.
 async fn write_version(
     state: &AppState,
+    audit: &AuditScope,
     principal: &Principal,
     vault: &VaultRecord,
     path: &str,
@@ -806,8 +999,11 @@ async fn write_version(
             },
             shares,
         };
-        match state.storage.put_version(&new).await {
+        audit.detail("version", json!(next));
+        audit.detail("custody_mode", json!(new.version.custody_mode));
+        match state.storage.put_version(&new, &audit.success()?).await {
             Ok(stored) => {
+                audit.mark_audited();
                 // The client share is returned once, here, and never stored.
                 let client_share =
                     client_share.map(|share| share.to_base64().expose_secret().to_owned());
@@ -842,12 +1038,14 @@ async fn write_version(
 )]
 pub(crate) async fn put_secret(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiPath((id, path)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<PutSecretRequest>,
 ) -> Result<Response, ApiError> {
-    let vault = owned_vault(&state, &principal, &id).await?;
+    let (vault, access) = secret_vault(&state, &principal, &id).await?;
     let path = checked_path(&path)?;
+    access.require(path, Permission::Write)?;
     let value = &body.value.0;
     if value.len() > state.config.max_value_bytes() {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -890,7 +1088,16 @@ pub(crate) async fn put_secret(
         expires_at,
         max_access_count: body.max_access_count,
     };
-    write_version(&state, &principal, &vault, path, value.as_bytes(), options).await
+    write_version(
+        &state,
+        &audit,
+        &principal,
+        &vault,
+        path,
+        value.as_bytes(),
+        options,
+    )
+    .await
 }
 
 /// Why a stored version cannot be read, if it cannot.
@@ -919,6 +1126,7 @@ fn metadata_value(record: &VersionRecord) -> Value {
 /// share if its mode has one, counts the access, answers with the value.
 async fn read_version(
     state: &AppState,
+    audit: &AuditScope,
     vault: &VaultRecord,
     path: &str,
     version: Option<u64>,
@@ -986,9 +1194,10 @@ async fn read_version(
     }
     // Counted after a successful open, with a conditional update: a failed read costs no
     // access, and concurrent reads cannot exceed the maximum together.
+    audit.detail("version", json!(record.version));
     if !state
         .storage
-        .record_access(&record.version_id)
+        .record_access(&record.version_id, &audit.success()?)
         .await
         .map_err(storage_error)?
     {
@@ -996,6 +1205,8 @@ async fn read_version(
             "this secret version has been read its maximum number of times".into(),
         ));
     }
+    // The access and its audit event committed together.
+    audit.mark_audited();
     let value = std::str::from_utf8(opened.plaintext().expose_secret())
         .map_err(|e| internal("stored value is not UTF-8", &e))?;
     let metadata = metadata_value(&record);
@@ -1026,13 +1237,15 @@ async fn read_version(
 )]
 pub(crate) async fn get_secret(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiPath((id, path)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let vault = owned_vault(&state, &principal, &id).await?;
+    let (vault, access) = secret_vault(&state, &principal, &id).await?;
     let path = checked_path(&path)?;
-    read_version(&state, &vault, path, None, &headers).await
+    access.require(path, Permission::Read)?;
+    read_version(&state, &audit, &vault, path, None, &headers).await
 }
 
 #[utoipa::path(
@@ -1048,13 +1261,15 @@ pub(crate) async fn get_secret(
 )]
 pub(crate) async fn get_secret_version(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiPath((id, rest)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let vault = owned_vault(&state, &principal, &id).await?;
+    let (vault, access) = secret_vault(&state, &principal, &id).await?;
     let (path, version) = path_and_version(&rest)?;
-    read_version(&state, &vault, path, Some(version), &headers).await
+    access.require(path, Permission::Read)?;
+    read_version(&state, &audit, &vault, path, Some(version), &headers).await
 }
 
 #[utoipa::path(
@@ -1067,17 +1282,21 @@ pub(crate) async fn get_secret_version(
 )]
 pub(crate) async fn delete_secret(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiPath((id, path)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let vault = owned_vault(&state, &principal, &id).await?;
+    let (vault, access) = secret_vault(&state, &principal, &id).await?;
     let path = checked_path(&path)?;
+    access.require(path, Permission::Write)?;
     let deleted = state
         .storage
-        .delete_secret(&vault.id, path)
+        .delete_secret(&vault.id, path, &audit.success()?)
         .await
         .map_err(storage_error)?;
-    if !deleted {
+    if deleted {
+        audit.mark_audited();
+    } else {
         let exists = state
             .storage
             .latest_version_number(&vault.id, path)
@@ -1116,7 +1335,7 @@ pub(crate) async fn list_secrets(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let vault = owned_vault(&state, &principal, &id).await?;
+    let (vault, access) = secret_vault(&state, &principal, &id).await?;
     let prefix = query.prefix.unwrap_or_default();
     if prefix.len() > validate::MAX_PATH_LEN {
         return Err(ApiError::Validation(format!(
@@ -1129,7 +1348,12 @@ pub(crate) async fn list_secrets(
         .list_secrets(&vault.id, &prefix)
         .await
         .map_err(storage_error)?;
-    let secrets = secrets.iter().map(summary_json).collect();
+    // Only the paths the caller may read are listed.
+    let secrets = secrets
+        .iter()
+        .filter(|s| access.allows(&s.path, Permission::Read))
+        .map(summary_json)
+        .collect();
     Ok(Json(SecretList { secrets }).into_response())
 }
 
@@ -1143,8 +1367,9 @@ pub(crate) async fn list_versions(
     principal: Principal,
     ApiPath((id, path)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let vault = owned_vault(&state, &principal, &id).await?;
+    let (vault, access) = secret_vault(&state, &principal, &id).await?;
     let path = checked_path(&path)?;
+    access.require(path, Permission::Read)?;
     let versions = state
         .storage
         .list_versions(&vault.id, path)
@@ -1183,25 +1408,29 @@ pub(crate) async fn list_versions(
 )]
 pub(crate) async fn disable_version(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiPath((id, rest)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let vault = owned_vault(&state, &principal, &id).await?;
+    let (vault, access) = secret_vault(&state, &principal, &id).await?;
     let (path, version) = path_and_version(&rest)?;
+    access.require(path, Permission::Write)?;
     let (record, _) = state
         .storage
         .get_version(&vault.id, path, Some(version))
         .await
         .map_err(storage_error)?
         .ok_or_else(|| ApiError::NotFound(format!("secret {path:?} has no version {version}")))?;
+    audit.detail("version", json!(version));
     if !state
         .storage
-        .disable_version(&record.version_id)
+        .disable_version(&record.version_id, &audit.success()?)
         .await
         .map_err(storage_error)?
     {
         return Err(ApiError::Gone("this secret was deleted".into()));
     }
+    audit.mark_audited();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1216,12 +1445,14 @@ pub(crate) async fn disable_version(
 )]
 pub(crate) async fn rotate_secret(
     AxState(state): AxState<AppState>,
+    Extension(audit): Extension<AuditScope>,
     principal: Principal,
     ApiPath((id, path)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<RotateRequest>,
 ) -> Result<Response, ApiError> {
-    let vault = owned_vault(&state, &principal, &id).await?;
+    let (vault, access) = secret_vault(&state, &principal, &id).await?;
     let path = checked_path(&path)?;
+    access.require(path, Permission::Write)?;
     let length = body.length.unwrap_or(32);
     if !(8..=4096).contains(&length) {
         return Err(ApiError::Validation(
@@ -1248,5 +1479,14 @@ pub(crate) async fn rotate_secret(
         expires_at: None,
         max_access_count: None,
     };
-    write_version(&state, &principal, &vault, path, value.as_bytes(), options).await
+    write_version(
+        &state,
+        &audit,
+        &principal,
+        &vault,
+        path,
+        value.as_bytes(),
+        options,
+    )
+    .await
 }

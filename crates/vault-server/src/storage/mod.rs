@@ -10,6 +10,8 @@ pub(crate) use sqlite::create_private_dir;
 
 use async_trait::async_trait;
 
+use crate::audit::{AuditError, AuditEvent, Checkpoint, NewAuditEvent};
+
 /// A storage failure.
 ///
 /// # Example
@@ -41,6 +43,38 @@ pub enum StorageError {
     /// The data directory could not be created.
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),
+    /// An audit event could not be sealed, or the audit key could not be loaded.
+    #[error("audit: {0}")]
+    Audit(#[from] AuditError),
+}
+
+/// Which audit events to list (`GET /v1/audit/events`); every filter is optional.
+///
+/// # Example
+///
+/// ```
+/// let query = vault_server::AuditQuery { action: Some("secret.read".into()), limit: 50, ..Default::default() };
+/// assert!(query.visible_to.is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Events whose `resource_id` or `vault_id` is this.
+    pub resource_id: Option<String>,
+    /// Events by this actor.
+    pub actor_id: Option<String>,
+    /// Events of this action.
+    pub action: Option<String>,
+    /// Events at or after this time (unix milliseconds).
+    pub from: Option<i64>,
+    /// Events at or before this time (unix milliseconds).
+    pub to: Option<i64>,
+    /// Only events this user may see: those they performed and those of vaults they created.
+    /// `None` for an audit administrator.
+    pub visible_to: Option<String>,
+    /// At most this many events.
+    pub limit: u64,
+    /// Skip this many.
+    pub offset: u64,
 }
 
 /// A stored API key (its hash only).
@@ -72,6 +106,85 @@ pub struct ApiKeyRecord {
     pub created_at: i64,
     /// Unix milliseconds, if revoked.
     pub revoked_at: Option<i64>,
+}
+
+/// A stored agent: a non-human principal with its own key (stored as a hash).
+///
+/// # Example
+///
+/// ```
+/// let agent = vault_server::AgentRecord {
+///     id: "a1".into(), name: "deployer".into(), description: String::new(),
+///     created_by: "admin".into(), vault_ids: None, expires_at: None, token_ttl_seconds: None,
+///     key_hash: vec![0; 32], key_prefix: "ocv_abcdefgh".into(), created_at: 0, deleted_at: None,
+/// };
+/// assert!(agent.deleted_at.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    /// UUID.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Description (empty if none).
+    pub description: String,
+    /// The user that manages it.
+    pub created_by: String,
+    /// The vaults it may ever reach; `None` for any (policies decide).
+    pub vault_ids: Option<Vec<String>>,
+    /// Unix milliseconds after which its key and tokens stop working.
+    pub expires_at: Option<i64>,
+    /// Lifetime of its access tokens; `None` for the server's default.
+    pub token_ttl_seconds: Option<u64>,
+    /// SHA-256 of its key.
+    pub key_hash: Vec<u8>,
+    /// The key's first characters.
+    pub key_prefix: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds, once deleted.
+    pub deleted_at: Option<i64>,
+}
+
+/// A stored access policy (see the crate README for the semantics).
+///
+/// # Example
+///
+/// ```
+/// let policy = vault_server::PolicyRecord {
+///     id: "p1".into(), vault_id: "v1".into(), secret_path_pattern: "db/**".into(),
+///     principal_type: "agent".into(), principal_id: "a1".into(),
+///     permissions: vec!["read".into()], effect: "allow".into(), priority: 0,
+///     expires_at: None, created_by: "admin".into(), created_at: 0, updated_at: 0,
+/// };
+/// assert_eq!(policy.effect, "allow");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    /// UUID.
+    pub id: String,
+    /// The vault it applies to.
+    pub vault_id: String,
+    /// Glob over secret paths.
+    pub secret_path_pattern: String,
+    /// `user` or `agent`.
+    pub principal_type: String,
+    /// The user or agent id.
+    pub principal_id: String,
+    /// `read` and/or `write`.
+    pub permissions: Vec<String>,
+    /// `allow` or `deny`.
+    pub effect: String,
+    /// Higher wins.
+    pub priority: i64,
+    /// Unix milliseconds after which it no longer applies.
+    pub expires_at: Option<i64>,
+    /// The user that wrote it.
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
 }
 
 /// A stored vault.
@@ -226,6 +339,19 @@ pub struct NewVersion {
 /// Every write that must not be half done (a version and its shares) is one call, which an
 /// implementation runs in one transaction.
 ///
+/// # Audit
+///
+/// Every write method takes the [`NewAuditEvent`] describing it and appends it to the audit
+/// chain **in the same transaction**: the change and its record commit together or not at all
+/// (fail-closed). A write that changes nothing (a method answering `false`) rolls back, so its
+/// event is not recorded as a success; the caller records the failure with
+/// [`append_audit`](Storage::append_audit), which reads and failures use too.
+///
+/// Appends are serialized on the chain head row: the implementation updates it first in the
+/// transaction (`UPDATE audit_chain_head SET seq = seq + 1 … RETURNING seq, event_hash`), which
+/// holds SQLite's write lock (the transaction is `BEGIN IMMEDIATE`) or PostgreSQL's row lock
+/// until commit, so concurrent writers produce one gap-free chain.
+///
 /// # Example
 ///
 /// ```
@@ -243,11 +369,20 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// How many API keys exist (revoked ones included).
     async fn api_key_count(&self) -> Result<u64, StorageError>;
     /// Stores a new API key.
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError>;
-    /// Stores `key` only if there is no API key at all, atomically: of several server replicas
-    /// bootstrapping one database at once, exactly one creates the first admin key. True if
-    /// `key` was stored.
-    async fn insert_first_api_key(&self, key: &ApiKeyRecord) -> Result<bool, StorageError>;
+    async fn insert_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError>;
+    /// Stores `key` only if there is no API key at all, atomically, with its audit event in the
+    /// same transaction: of several server replicas bootstrapping one database at once, exactly
+    /// one creates the first admin key (and records it). True if `key` was stored; false rolls
+    /// back, so no event is recorded.
+    async fn insert_first_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
     /// The key whose hash this is.
     async fn find_api_key_by_hash(&self, hash: &[u8])
     -> Result<Option<ApiKeyRecord>, StorageError>;
@@ -256,22 +391,38 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// A user's keys, oldest first.
     async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, StorageError>;
     /// Revokes a user's key; false if there is no such unrevoked key.
-    async fn revoke_api_key(&self, user_id: &str, id: &str, at: i64) -> Result<bool, StorageError>;
+    async fn revoke_api_key(
+        &self,
+        user_id: &str,
+        id: &str,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
 
     /// Stores a new vault.
-    async fn insert_vault(&self, vault: &VaultRecord) -> Result<(), StorageError>;
+    async fn insert_vault(
+        &self,
+        vault: &VaultRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError>;
     /// A vault that is not deleted.
     async fn get_vault(&self, id: &str) -> Result<Option<VaultRecord>, StorageError>;
     /// A user's vaults that are not deleted, oldest first.
     async fn list_vaults(&self, created_by: &str) -> Result<Vec<VaultRecord>, StorageError>;
     /// Soft-deletes a vault; false if there is no such vault.
-    async fn delete_vault(&self, id: &str, at: i64) -> Result<bool, StorageError>;
+    async fn delete_vault(
+        &self,
+        id: &str,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
     /// Sets the custody of a vault that has none; false if it already has one (nothing is
     /// changed).
     async fn set_vault_custody(
         &self,
         id: &str,
         custody: &VaultCustodyRecord,
+        audit: &NewAuditEvent,
     ) -> Result<bool, StorageError>;
 
     /// The highest version number of a secret (deleted ones included), if it exists.
@@ -282,7 +433,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<u64>, StorageError>;
     /// Writes a version and all its shares in one transaction, creating the secret if needed.
     /// [`StorageError::Conflict`] if that version number exists already.
-    async fn put_version(&self, new: &NewVersion) -> Result<VersionRecord, StorageError>;
+    async fn put_version(
+        &self,
+        new: &NewVersion,
+        audit: &NewAuditEvent,
+    ) -> Result<VersionRecord, StorageError>;
     /// A version (the latest if `version` is `None`) with its shares.
     async fn get_version(
         &self,
@@ -304,11 +459,111 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         prefix: &str,
     ) -> Result<Vec<VersionRecord>, StorageError>;
     /// Disables one version; false if it does not exist or is deleted.
-    async fn disable_version(&self, version_id: &str) -> Result<bool, StorageError>;
+    async fn disable_version(
+        &self,
+        version_id: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
     /// Soft-deletes every version of a secret; false if it has none left to delete.
-    async fn delete_secret(&self, vault_id: &str, path: &str) -> Result<bool, StorageError>;
+    async fn delete_secret(
+        &self,
+        vault_id: &str,
+        path: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
     /// Counts one read of a version unless it has reached its maximum; false if it had.
-    async fn record_access(&self, version_id: &str) -> Result<bool, StorageError>;
+    async fn record_access(
+        &self,
+        version_id: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
+
+    /// Stores a new agent.
+    async fn insert_agent(
+        &self,
+        agent: &AgentRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError>;
+    /// An agent that is not deleted.
+    async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StorageError>;
+    /// The agent whose key hash this is (deleted ones included).
+    async fn find_agent_by_hash(&self, hash: &[u8]) -> Result<Option<AgentRecord>, StorageError>;
+    /// A user's agents that are not deleted, oldest first.
+    async fn list_agents(&self, created_by: &str) -> Result<Vec<AgentRecord>, StorageError>;
+    /// Deletes a user's agent; false if there is no such agent.
+    async fn delete_agent(
+        &self,
+        created_by: &str,
+        id: &str,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
+
+    /// Stores a new policy.
+    async fn insert_policy(
+        &self,
+        policy: &PolicyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError>;
+    /// Replaces a policy's rule (pattern, principal, permissions, effect, priority, expiry);
+    /// false if the vault has no such policy.
+    async fn update_policy(
+        &self,
+        policy: &PolicyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
+    /// Deletes a policy; false if the vault has no such policy.
+    async fn delete_policy(
+        &self,
+        vault_id: &str,
+        id: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
+    /// A vault's policy.
+    async fn get_policy(
+        &self,
+        vault_id: &str,
+        id: &str,
+    ) -> Result<Option<PolicyRecord>, StorageError>;
+    /// A vault's policies, oldest first.
+    async fn list_policies(&self, vault_id: &str) -> Result<Vec<PolicyRecord>, StorageError>;
+    /// A vault's policies for one principal.
+    async fn principal_policies(
+        &self,
+        vault_id: &str,
+        principal_type: &str,
+        principal_id: &str,
+    ) -> Result<Vec<PolicyRecord>, StorageError>;
+
+    /// Appends one event in its own transaction (reads, failures, token issuance).
+    async fn append_audit(&self, audit: &NewAuditEvent) -> Result<AuditEvent, StorageError>;
+    /// The chain head: its `seq` (0 for an empty chain) and `event_hash`.
+    async fn audit_head(&self) -> Result<(u64, [u8; 32]), StorageError>;
+    /// Events matching a query, newest first, with the total count of matches.
+    async fn audit_events(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(Vec<AuditEvent>, u64), StorageError>;
+    /// Up to `limit` events with `seq >= from_seq`, in chain order.
+    async fn audit_chain(&self, from_seq: u64, limit: u64)
+    -> Result<Vec<AuditEvent>, StorageError>;
+    /// The first and last `seq` of the events in a time window, if any.
+    async fn audit_seq_range(
+        &self,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Option<(u64, u64)>, StorageError>;
+    /// Stores a checkpoint; false if one exists for that `seq` already.
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StorageError>;
+    /// The checkpoints with `from_seq <= seq <= to_seq`, oldest first.
+    async fn audit_checkpoints(
+        &self,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<Checkpoint>, StorageError>;
+    /// The newest checkpoint.
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StorageError>;
+
     /// Closes the store, waiting for work in flight.
     async fn close(&self);
 }

@@ -5,11 +5,16 @@
 //! Version numbers stay gap-free and unique across replicas because a writer takes
 //! `MAX(version) + 1` and `UNIQUE (secret_id, version)` turns a lost race into
 //! [`StorageError::Conflict`], which the server answers by sealing again under the next number.
+//!
+//! Every write also appends its audit event inside that transaction (see [`Storage`]'s "Audit"
+//! section): the `UPDATE audit_chain_head … RETURNING` that starts an append takes the head
+//! row's lock until commit, so appends from all replicas form one gap-free chain.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,9 +22,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{
-    ApiKeyRecord, NewVersion, ShareRecord, Storage, StorageError, VaultCustodyRecord, VaultRecord,
-    VersionRecord,
+    AgentRecord, ApiKeyRecord, AuditQuery, NewVersion, PolicyRecord, ShareRecord, Storage,
+    StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
 };
+use crate::audit::{AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
 
 /// How many times a transaction PostgreSQL aborted (serialization failure, deadlock) is run
 /// again before the error is returned. Conflicts on a unique row are not retried here: the
@@ -186,13 +192,17 @@ impl fmt::Debug for PostgresOptions {
 /// use vault_server::{PostgresOptions, PostgresStorage, Storage};
 ///
 /// let options = PostgresOptions::parse("postgres://vault@127.0.0.1:5432/vault")?;
-/// let storage = PostgresStorage::connect(&options).await?;
+/// let dir = tempfile::tempdir()?;
+/// let audit_key = std::sync::Arc::new(vault_server::AuditKey::load_or_create(dir.path())?);
+/// let storage = PostgresStorage::connect(&options, audit_key).await?;
 /// println!("{} API keys", storage.api_key_count().await?);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
     pool: PgPool,
+    /// Seals every appended audit event (`integrity_hash`); every replica must hold the same.
+    audit_key: Arc<AuditKey>,
 }
 
 /// A transaction body for [`PostgresStorage::write`]: it gets the open transaction and hands it
@@ -203,7 +213,8 @@ type TxBody<'a, T> = Pin<
 
 impl PostgresStorage {
     /// Connects the pool and runs the migrations (replicas starting together are safe: sqlx
-    /// takes an advisory lock around them).
+    /// takes an advisory lock around them). `audit_key` seals every appended audit event: all
+    /// replicas on one database must use the same key (`<data_dir>/audit-hmac.key`).
     ///
     /// # Errors
     ///
@@ -215,17 +226,21 @@ impl PostgresStorage {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let options = vault_server::PostgresOptions::parse("postgres://vault@127.0.0.1/vault")?;
-    /// vault_server::PostgresStorage::connect(&options).await?;
+    /// let key = std::sync::Arc::new(vault_server::AuditKey::load_or_create("/var/lib/mpc-vault".as_ref())?);
+    /// vault_server::PostgresStorage::connect(&options, key).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn connect(options: &PostgresOptions) -> Result<PostgresStorage, StorageError> {
+    pub async fn connect(
+        options: &PostgresOptions,
+        audit_key: Arc<AuditKey>,
+    ) -> Result<PostgresStorage, StorageError> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(options.connect.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStorage { pool })
+        Ok(PostgresStorage { pool, audit_key })
     }
 
     /// Runs `body` in one transaction and commits it; every write goes through here, so a row
@@ -415,7 +430,9 @@ async fn insert_api_key_row(
 
 async fn insert_first_api_key_row(
     conn: &mut PgConnection,
+    audit_key: &AuditKey,
     key: &ApiKeyRecord,
+    audit: &NewAuditEvent,
 ) -> Result<bool, StorageError> {
     // The lock conflicts with itself and with every insert, so of two replicas bootstrapping at
     // once the second waits, then sees the first one's key. Readers are not blocked.
@@ -429,6 +446,7 @@ async fn insert_first_api_key_row(
         return Ok(false);
     }
     insert_api_key_row(conn, key).await?;
+    append(conn, audit_key, audit).await?;
     Ok(true)
 }
 
@@ -536,12 +554,223 @@ async fn put_version_rows(
     Ok(stored)
 }
 
-/// Runs one statement and returns how many rows it changed.
-async fn execute(
+const AUDIT_EVENTS: &str = "audit_events";
+const AUDIT_HEAD: &str = "audit_chain_head";
+
+fn hash32(table: &'static str, bytes: Vec<u8>) -> Result<[u8; 32], StorageError> {
+    <[u8; 32]>::try_from(bytes).map_err(|b| StorageError::Corrupt {
+        table,
+        reason: format!("a hash of {} bytes", b.len()),
+    })
+}
+
+fn parse_list(table: &'static str, text: &str) -> Result<Vec<String>, StorageError> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
+}
+
+fn audit_event(row: &PgRow) -> Result<AuditEvent, StorageError> {
+    Ok(AuditEvent {
+        seq: to_u64(AUDIT_EVENTS, row.try_get("seq")?)?,
+        event: NewAuditEvent {
+            id: row.try_get("id")?,
+            occurred_at: row.try_get("occurred_at")?,
+            request_id: row.try_get("request_id")?,
+            actor_type: row.try_get("actor_type")?,
+            actor_id: row.try_get("actor_id")?,
+            action: row.try_get("action")?,
+            resource_type: row.try_get("resource_type")?,
+            resource_id: row.try_get("resource_id")?,
+            vault_id: row.try_get("vault_id")?,
+            outcome: row.try_get("outcome")?,
+            detail: row.try_get("detail")?,
+        },
+        prev_hash: hash32(AUDIT_EVENTS, row.try_get("prev_hash")?)?,
+        event_hash: hash32(AUDIT_EVENTS, row.try_get("event_hash")?)?,
+        integrity_hash: hash32(AUDIT_EVENTS, row.try_get("integrity_hash")?)?,
+    })
+}
+
+fn checkpoint(row: &PgRow) -> Result<Checkpoint, StorageError> {
+    Ok(Checkpoint {
+        seq: to_u64("audit_checkpoints", row.try_get("seq")?)?,
+        event_id: row.try_get("event_id")?,
+        event_hash: hash32("audit_checkpoints", row.try_get("event_hash")?)?,
+        created_at: row.try_get("created_at")?,
+        key_id: row.try_get("key_id")?,
+        signature: row.try_get("signature")?,
+    })
+}
+
+fn agent(row: &PgRow) -> Result<AgentRecord, StorageError> {
+    const T: &str = "agents";
+    let vault_ids: Option<String> = row.try_get("vault_ids")?;
+    Ok(AgentRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        created_by: row.try_get("created_by")?,
+        vault_ids: vault_ids.map(|t| parse_list(T, &t)).transpose()?,
+        expires_at: row.try_get("expires_at")?,
+        token_ttl_seconds: row
+            .try_get::<Option<i64>, _>("token_ttl_seconds")?
+            .map(|v| to_u64(T, v))
+            .transpose()?,
+        key_hash: row.try_get("key_hash")?,
+        key_prefix: row.try_get("key_prefix")?,
+        created_at: row.try_get("created_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+fn policy(row: &PgRow) -> Result<PolicyRecord, StorageError> {
+    let permissions: String = row.try_get("permissions")?;
+    Ok(PolicyRecord {
+        id: row.try_get("id")?,
+        vault_id: row.try_get("vault_id")?,
+        secret_path_pattern: row.try_get("secret_path_pattern")?,
+        principal_type: row.try_get("principal_type")?,
+        principal_id: row.try_get("principal_id")?,
+        permissions: parse_list("policies", &permissions)?,
+        effect: row.try_get("effect")?,
+        priority: row.try_get("priority")?,
+        expires_at: row.try_get("expires_at")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Appends `event` to the chain inside the caller's transaction. The head row is updated
+/// first: that `UPDATE … RETURNING` takes the row lock that serializes appends from every
+/// connection and replica until commit (a concurrent appender blocks on it, then, under READ
+/// COMMITTED, re-reads the committed row), and returns the new position with the previous
+/// head's hash (the hash column is not changed yet).
+async fn append(
     conn: &mut PgConnection,
+    key: &AuditKey,
+    event: &NewAuditEvent,
+) -> Result<AuditEvent, StorageError> {
+    let row = sqlx::query(
+        "UPDATE audit_chain_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, event_hash",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let seq = to_u64(AUDIT_HEAD, row.try_get("seq")?)?;
+    let prev = hash32(AUDIT_HEAD, row.try_get("event_hash")?)?;
+    let sealed = crate::audit::seal(key, seq, prev, event)?;
+    let e = &sealed.event;
+    sqlx::query(
+        "INSERT INTO audit_events (seq, id, occurred_at, request_id, actor_type, actor_id, \
+         action, resource_type, resource_id, vault_id, outcome, detail, prev_hash, event_hash, \
+         integrity_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(to_i64(seq)?)
+    .bind(&e.id)
+    .bind(e.occurred_at)
+    .bind(&e.request_id)
+    .bind(&e.actor_type)
+    .bind(&e.actor_id)
+    .bind(&e.action)
+    .bind(&e.resource_type)
+    .bind(&e.resource_id)
+    .bind(e.vault_id.as_deref())
+    .bind(&e.outcome)
+    .bind(&e.detail)
+    .bind(sealed.prev_hash.as_slice())
+    .bind(sealed.event_hash.as_slice())
+    .bind(sealed.integrity_hash.as_slice())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_chain_head SET event_hash = $1 WHERE id = 1")
+        .bind(sealed.event_hash.as_slice())
+        .execute(&mut *conn)
+        .await?;
+    Ok(sealed)
+}
+
+/// Runs one statement that may change nothing (a conditional update or delete) and appends
+/// its audit event only when `changed(rows)` holds. A change that did nothing writes no row
+/// and no event (the caller records the failure with `append_audit`), so committing it is the
+/// same as rolling it back, and it never takes the chain head's lock.
+async fn execute_audited(
+    conn: &mut PgConnection,
+    key: &AuditKey,
+    audit: &NewAuditEvent,
     query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-) -> Result<u64, StorageError> {
-    Ok(query.execute(conn).await?.rows_affected())
+    changed: fn(u64) -> bool,
+) -> Result<bool, StorageError> {
+    let rows = query.execute(&mut *conn).await?.rows_affected();
+    if !changed(rows) {
+        return Ok(false);
+    }
+    append(conn, key, audit).await?;
+    Ok(true)
+}
+
+fn exactly_one(rows: u64) -> bool {
+    rows == 1
+}
+
+fn at_least_one(rows: u64) -> bool {
+    rows > 0
+}
+
+async fn insert_agent_row(
+    conn: &mut PgConnection,
+    agent: &AgentRecord,
+) -> Result<(), StorageError> {
+    let vault_ids = agent
+        .vault_ids
+        .as_ref()
+        .map(|ids| to_json("agents", ids))
+        .transpose()?;
+    sqlx::query(
+        "INSERT INTO agents (id, name, description, created_by, vault_ids, expires_at, \
+         token_ttl_seconds, key_hash, key_prefix, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&agent.id)
+    .bind(&agent.name)
+    .bind(&agent.description)
+    .bind(&agent.created_by)
+    .bind(vault_ids)
+    .bind(agent.expires_at)
+    .bind(agent.token_ttl_seconds.map(to_i64).transpose()?)
+    .bind(&agent.key_hash)
+    .bind(&agent.key_prefix)
+    .bind(agent.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_policy_row(
+    conn: &mut PgConnection,
+    policy: &PolicyRecord,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO policies (id, vault_id, secret_path_pattern, principal_type, \
+         principal_id, permissions, effect, priority, expires_at, created_by, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&policy.id)
+    .bind(&policy.vault_id)
+    .bind(&policy.secret_path_pattern)
+    .bind(&policy.principal_type)
+    .bind(&policy.principal_id)
+    .bind(to_json("policies", &policy.permissions)?)
+    .bind(&policy.effect)
+    .bind(policy.priority)
+    .bind(policy.expires_at)
+    .bind(&policy.created_by)
+    .bind(policy.created_at)
+    .bind(policy.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Wraps a transaction body written against `&mut PgConnection` as a [`TxBody`].
@@ -568,14 +797,30 @@ impl Storage for PostgresStorage {
         to_u64("api_keys", n)
     }
 
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError> {
-        self.write(tx_body!(|conn| insert_api_key_row(conn, key)))
-            .await
+    async fn insert_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| async {
+            insert_api_key_row(&mut *conn, key).await?;
+            append(conn, audit_key, audit).await?;
+            Ok(())
+        }))
+        .await
     }
 
-    async fn insert_first_api_key(&self, key: &ApiKeyRecord) -> Result<bool, StorageError> {
-        self.write(tx_body!(|conn| insert_first_api_key_row(conn, key)))
-            .await
+    async fn insert_first_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| insert_first_api_key_row(
+            conn, audit_key, key, audit
+        )))
+        .await
     }
 
     async fn find_api_key_by_hash(
@@ -611,25 +856,42 @@ impl Storage for PostgresStorage {
             .collect()
     }
 
-    async fn revoke_api_key(&self, user_id: &str, id: &str, at: i64) -> Result<bool, StorageError> {
-        let changed = self
-            .write(tx_body!(|conn| execute(
-                conn,
-                sqlx::query(
-                    "UPDATE api_keys SET revoked_at = $1 \
-                     WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
-                )
-                .bind(at)
-                .bind(id)
-                .bind(user_id)
-            )))
-            .await?;
-        Ok(changed == 1)
+    async fn revoke_api_key(
+        &self,
+        user_id: &str,
+        id: &str,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| execute_audited(
+            conn,
+            audit_key,
+            audit,
+            sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1 \
+                 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .bind(user_id),
+            exactly_one,
+        )))
+        .await
     }
 
-    async fn insert_vault(&self, vault: &VaultRecord) -> Result<(), StorageError> {
-        self.write(tx_body!(|conn| insert_vault_row(conn, vault)))
-            .await
+    async fn insert_vault(
+        &self,
+        vault: &VaultRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| async {
+            insert_vault_row(&mut *conn, vault).await?;
+            append(conn, audit_key, audit).await?;
+            Ok(())
+        }))
+        .await
     }
 
     async fn get_vault(&self, id: &str) -> Result<Option<VaultRecord>, StorageError> {
@@ -655,43 +917,51 @@ impl Storage for PostgresStorage {
         .collect()
     }
 
-    async fn delete_vault(&self, id: &str, at: i64) -> Result<bool, StorageError> {
-        let changed = self
-            .write(tx_body!(|conn| execute(
-                conn,
-                sqlx::query(
-                    "UPDATE vaults SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL"
-                )
+    async fn delete_vault(
+        &self,
+        id: &str,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| execute_audited(
+            conn,
+            audit_key,
+            audit,
+            sqlx::query("UPDATE vaults SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
                 .bind(at)
-                .bind(id)
-            )))
-            .await?;
-        Ok(changed == 1)
+                .bind(id),
+            exactly_one,
+        )))
+        .await
     }
 
     async fn set_vault_custody(
         &self,
         id: &str,
         custody: &VaultCustodyRecord,
+        audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
         let providers = to_json("vaults", &custody.providers)?;
         let providers = providers.as_str();
+        let audit_key = &*self.audit_key;
         // The `mpc_custody IS NULL` guard makes setting a mode a compare-and-set: under READ
         // COMMITTED the second of two concurrent updates re-checks it after the first commits.
-        let changed = self
-            .write(tx_body!(|conn| execute(
-                conn,
-                sqlx::query(
-                    "UPDATE vaults SET mpc_custody = $1, mpc_threshold = $2, mpc_providers = $3 \
-                     WHERE id = $4 AND deleted_at IS NULL AND mpc_custody IS NULL",
-                )
-                .bind(&custody.mode)
-                .bind(i64::from(custody.threshold))
-                .bind(providers)
-                .bind(id)
-            )))
-            .await?;
-        Ok(changed == 1)
+        self.write(tx_body!(|conn| execute_audited(
+            conn,
+            audit_key,
+            audit,
+            sqlx::query(
+                "UPDATE vaults SET mpc_custody = $1, mpc_threshold = $2, mpc_providers = $3 \
+                 WHERE id = $4 AND deleted_at IS NULL AND mpc_custody IS NULL",
+            )
+            .bind(&custody.mode)
+            .bind(i64::from(custody.threshold))
+            .bind(providers)
+            .bind(id),
+            exactly_one,
+        )))
+        .await
     }
 
     async fn latest_version_number(
@@ -710,9 +980,18 @@ impl Storage for PostgresStorage {
         n.map(|n| to_u64("secret_versions", n)).transpose()
     }
 
-    async fn put_version(&self, new: &NewVersion) -> Result<VersionRecord, StorageError> {
-        self.write(tx_body!(|conn| put_version_rows(conn, new)))
-            .await
+    async fn put_version(
+        &self,
+        new: &NewVersion,
+        audit: &NewAuditEvent,
+    ) -> Result<VersionRecord, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| async {
+            let stored = put_version_rows(&mut *conn, new).await?;
+            append(conn, audit_key, audit).await?;
+            Ok(stored)
+        }))
+        .await
     }
 
     async fn get_version(
@@ -819,48 +1098,394 @@ impl Storage for PostgresStorage {
         .collect()
     }
 
-    async fn disable_version(&self, version_id: &str) -> Result<bool, StorageError> {
-        let changed = self
-            .write(tx_body!(|conn| execute(
-                conn,
-                sqlx::query(
-                    "UPDATE secret_versions SET disabled = TRUE WHERE id = $1 AND NOT deleted"
-                )
-                .bind(version_id)
-            )))
-            .await?;
-        Ok(changed == 1)
+    async fn disable_version(
+        &self,
+        version_id: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| execute_audited(
+            conn,
+            audit_key,
+            audit,
+            sqlx::query("UPDATE secret_versions SET disabled = TRUE WHERE id = $1 AND NOT deleted")
+                .bind(version_id),
+            exactly_one,
+        )))
+        .await
     }
 
-    async fn delete_secret(&self, vault_id: &str, path: &str) -> Result<bool, StorageError> {
-        let changed = self
-            .write(tx_body!(|conn| execute(
-                conn,
-                sqlx::query(
-                    "UPDATE secret_versions SET deleted = TRUE WHERE NOT deleted AND secret_id = \
-                     (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
-                )
-                .bind(vault_id)
-                .bind(path)
-            )))
-            .await?;
-        Ok(changed > 0)
+    async fn delete_secret(
+        &self,
+        vault_id: &str,
+        path: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| execute_audited(
+            conn,
+            audit_key,
+            audit,
+            sqlx::query(
+                "UPDATE secret_versions SET deleted = TRUE WHERE NOT deleted AND secret_id = \
+                 (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
+            )
+            .bind(vault_id)
+            .bind(path),
+            at_least_one,
+        )))
+        .await
     }
 
-    async fn record_access(&self, version_id: &str) -> Result<bool, StorageError> {
+    async fn record_access(
+        &self,
+        version_id: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let audit_key = &*self.audit_key;
         // One conditional UPDATE: the row lock makes a concurrent read re-check the condition
         // after this one commits, so reads on several replicas cannot exceed the maximum.
-        let changed = self
-            .write(tx_body!(|conn| execute(
-                conn,
-                sqlx::query(
-                    "UPDATE secret_versions SET access_count = access_count + 1 WHERE id = $1 \
-                     AND (max_access_count IS NULL OR access_count < max_access_count)",
-                )
-                .bind(version_id)
-            )))
+        self.write(tx_body!(|conn| execute_audited(
+            conn,
+            audit_key,
+            audit,
+            sqlx::query(
+                "UPDATE secret_versions SET access_count = access_count + 1 WHERE id = $1 \
+                 AND (max_access_count IS NULL OR access_count < max_access_count)",
+            )
+            .bind(version_id),
+            exactly_one,
+        )))
+        .await
+    }
+
+    async fn insert_agent(
+        &self,
+        agent: &AgentRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| async {
+            insert_agent_row(&mut *conn, agent).await?;
+            append(conn, audit_key, audit).await?;
+            Ok(())
+        }))
+        .await
+    }
+
+    async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StorageError> {
+        sqlx::query("SELECT * FROM agents WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(agent)
+            .transpose()
+    }
+
+    async fn find_agent_by_hash(&self, hash: &[u8]) -> Result<Option<AgentRecord>, StorageError> {
+        sqlx::query("SELECT * FROM agents WHERE key_hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(agent)
+            .transpose()
+    }
+
+    async fn list_agents(&self, created_by: &str) -> Result<Vec<AgentRecord>, StorageError> {
+        sqlx::query(
+            "SELECT * FROM agents WHERE created_by = $1 AND deleted_at IS NULL \
+             ORDER BY created_at, id",
+        )
+        .bind(created_by)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(agent)
+        .collect()
+    }
+
+    async fn delete_agent(
+        &self,
+        created_by: &str,
+        id: &str,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| execute_audited(
+            conn,
+            audit_key,
+            audit,
+            sqlx::query(
+                "UPDATE agents SET deleted_at = $1 WHERE id = $2 AND created_by = $3 \
+                 AND deleted_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .bind(created_by),
+            exactly_one,
+        )))
+        .await
+    }
+
+    async fn insert_policy(
+        &self,
+        policy: &PolicyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| async {
+            insert_policy_row(&mut *conn, policy).await?;
+            append(conn, audit_key, audit).await?;
+            Ok(())
+        }))
+        .await
+    }
+
+    async fn update_policy(
+        &self,
+        policy: &PolicyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let permissions = to_json("policies", &policy.permissions)?;
+        let permissions = permissions.as_str();
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| execute_audited(
+            conn,
+            audit_key,
+            audit,
+            sqlx::query(
+                "UPDATE policies SET secret_path_pattern = $1, principal_type = $2, \
+                 principal_id = $3, permissions = $4, effect = $5, priority = $6, \
+                 expires_at = $7, updated_at = $8 WHERE id = $9 AND vault_id = $10",
+            )
+            .bind(&policy.secret_path_pattern)
+            .bind(&policy.principal_type)
+            .bind(&policy.principal_id)
+            .bind(permissions)
+            .bind(&policy.effect)
+            .bind(policy.priority)
+            .bind(policy.expires_at)
+            .bind(policy.updated_at)
+            .bind(&policy.id)
+            .bind(&policy.vault_id),
+            exactly_one,
+        )))
+        .await
+    }
+
+    async fn delete_policy(
+        &self,
+        vault_id: &str,
+        id: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| execute_audited(
+            conn,
+            audit_key,
+            audit,
+            sqlx::query("DELETE FROM policies WHERE id = $1 AND vault_id = $2")
+                .bind(id)
+                .bind(vault_id),
+            exactly_one,
+        )))
+        .await
+    }
+
+    async fn get_policy(
+        &self,
+        vault_id: &str,
+        id: &str,
+    ) -> Result<Option<PolicyRecord>, StorageError> {
+        sqlx::query("SELECT * FROM policies WHERE id = $1 AND vault_id = $2")
+            .bind(id)
+            .bind(vault_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(policy)
+            .transpose()
+    }
+
+    async fn list_policies(&self, vault_id: &str) -> Result<Vec<PolicyRecord>, StorageError> {
+        sqlx::query("SELECT * FROM policies WHERE vault_id = $1 ORDER BY created_at, id")
+            .bind(vault_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(policy)
+            .collect()
+    }
+
+    async fn principal_policies(
+        &self,
+        vault_id: &str,
+        principal_type: &str,
+        principal_id: &str,
+    ) -> Result<Vec<PolicyRecord>, StorageError> {
+        // The order does not change a decision (priority and deny-wins decide), but both
+        // stores give the same stable order, so their answers compare equal.
+        sqlx::query(
+            "SELECT * FROM policies WHERE vault_id = $1 AND principal_type = $2 \
+             AND principal_id = $3 ORDER BY created_at, id",
+        )
+        .bind(vault_id)
+        .bind(principal_type)
+        .bind(principal_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(policy)
+        .collect()
+    }
+
+    async fn append_audit(&self, audit: &NewAuditEvent) -> Result<AuditEvent, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| append(conn, audit_key, audit)))
+            .await
+    }
+
+    async fn audit_head(&self) -> Result<(u64, [u8; 32]), StorageError> {
+        let row = sqlx::query("SELECT seq, event_hash FROM audit_chain_head WHERE id = 1")
+            .fetch_one(&self.pool)
             .await?;
-        Ok(changed == 1)
+        Ok((
+            to_u64(AUDIT_HEAD, row.try_get("seq")?)?,
+            hash32(AUDIT_HEAD, row.try_get("event_hash")?)?,
+        ))
+    }
+
+    async fn audit_events(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(Vec<AuditEvent>, u64), StorageError> {
+        // One WHERE clause for both the page and the count; every filter is a bound parameter
+        // that is NULL when unused. The casts give each parameter a type PostgreSQL cannot
+        // infer from `$n IS NULL` alone.
+        const WHERE: &str = "WHERE ($1::text IS NULL OR resource_id = $1 OR vault_id = $1) \
+             AND ($2::text IS NULL OR actor_id = $2) AND ($3::text IS NULL OR action = $3) \
+             AND ($4::bigint IS NULL OR occurred_at >= $4) \
+             AND ($5::bigint IS NULL OR occurred_at <= $5) \
+             AND ($6::text IS NULL OR actor_id = $6 OR vault_id IN \
+                  (SELECT id FROM vaults WHERE created_by = $6))";
+        // The count and the page are read in one snapshot, so `count` matches the page even
+        // while other replicas append.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit_events {WHERE}"))
+            .bind(query.resource_id.as_deref())
+            .bind(query.actor_id.as_deref())
+            .bind(query.action.as_deref())
+            .bind(query.from)
+            .bind(query.to)
+            .bind(query.visible_to.as_deref())
+            .fetch_one(&mut *tx)
+            .await?;
+        let events = sqlx::query(&format!(
+            "SELECT * FROM audit_events {WHERE} ORDER BY seq DESC LIMIT $7 OFFSET $8"
+        ))
+        .bind(query.resource_id.as_deref())
+        .bind(query.actor_id.as_deref())
+        .bind(query.action.as_deref())
+        .bind(query.from)
+        .bind(query.to)
+        .bind(query.visible_to.as_deref())
+        .bind(to_i64(query.limit)?)
+        .bind(to_i64(query.offset)?)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(audit_event)
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.rollback().await?;
+        Ok((events, to_u64(AUDIT_EVENTS, count)?))
+    }
+
+    async fn audit_chain(
+        &self,
+        from_seq: u64,
+        limit: u64,
+    ) -> Result<Vec<AuditEvent>, StorageError> {
+        sqlx::query("SELECT * FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2")
+            .bind(to_i64(from_seq)?)
+            .bind(to_i64(limit)?)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(audit_event)
+            .collect()
+    }
+
+    async fn audit_seq_range(
+        &self,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Option<(u64, u64)>, StorageError> {
+        let row = sqlx::query(
+            "SELECT MIN(seq) AS first, MAX(seq) AS last FROM audit_events \
+             WHERE ($1::bigint IS NULL OR occurred_at >= $1) \
+             AND ($2::bigint IS NULL OR occurred_at <= $2)",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await?;
+        let first: Option<i64> = row.try_get("first")?;
+        let last: Option<i64> = row.try_get("last")?;
+        match (first, last) {
+            (Some(first), Some(last)) => Ok(Some((
+                to_u64(AUDIT_EVENTS, first)?,
+                to_u64(AUDIT_EVENTS, last)?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StorageError> {
+        // Replicas checkpoint independently; the first to sign a given head wins and the
+        // others' identical statements are dropped.
+        let done = sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, event_id, event_hash, created_at, key_id, \
+             signature) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(to_i64(checkpoint.seq)?)
+        .bind(&checkpoint.event_id)
+        .bind(checkpoint.event_hash.as_slice())
+        .bind(checkpoint.created_at)
+        .bind(&checkpoint.key_id)
+        .bind(checkpoint.signature.as_slice())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<Checkpoint>, StorageError> {
+        sqlx::query("SELECT * FROM audit_checkpoints WHERE seq >= $1 AND seq <= $2 ORDER BY seq")
+            .bind(to_i64(from_seq)?)
+            .bind(to_i64(to_seq)?)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(checkpoint)
+            .collect()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StorageError> {
+        sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(checkpoint)
+            .transpose()
     }
 
     async fn close(&self) {

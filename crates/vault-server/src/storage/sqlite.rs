@@ -4,6 +4,7 @@
 //! Queries use `$n` placeholders and standard SQL only, so the PostgreSQL store can share them.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,9 +15,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    ApiKeyRecord, NewVersion, ShareRecord, Storage, StorageError, VaultCustodyRecord, VaultRecord,
-    VersionRecord,
+    AgentRecord, ApiKeyRecord, AuditQuery, NewVersion, PolicyRecord, ShareRecord, Storage,
+    StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
 };
+use crate::audit::{AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
 
 /// The database file inside the data directory.
 const DB_FILE: &str = "vault.db";
@@ -37,6 +39,8 @@ const DB_FILE: &str = "vault.db";
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
+    /// Seals every appended audit event (`integrity_hash`).
+    audit_key: Arc<AuditKey>,
 }
 
 impl SqliteStorage {
@@ -58,6 +62,32 @@ impl SqliteStorage {
     /// ```
     pub async fn open(data_dir: &Path) -> Result<SqliteStorage, StorageError> {
         create_private_dir(data_dir)?;
+        let key = AuditKey::load_or_create(data_dir)?;
+        SqliteStorage::open_with_audit_key(data_dir, Arc::new(key)).await
+    }
+
+    /// As [`open`](Self::open), with the audit HMAC key given rather than read from
+    /// `<data_dir>/audit-hmac.key`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let key = std::sync::Arc::new(vault_server::AuditKey::load_or_create(dir.path())?);
+    /// vault_server::SqliteStorage::open_with_audit_key(dir.path(), key).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_with_audit_key(
+        data_dir: &Path,
+        audit_key: Arc<AuditKey>,
+    ) -> Result<SqliteStorage, StorageError> {
+        create_private_dir(data_dir)?;
         let options = SqliteConnectOptions::new()
             .filename(data_dir.join(DB_FILE))
             .create_if_missing(true)
@@ -71,7 +101,14 @@ impl SqliteStorage {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStorage { pool })
+        Ok(SqliteStorage { pool, audit_key })
+    }
+
+    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock at once, so a transaction
+    /// that reads before it writes cannot fail with a stale snapshot, and appends to the audit
+    /// chain are serialized from the start.
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StorageError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Writes a consistent copy of the database to `dest` (which must not exist) with SQLite's
@@ -95,7 +132,9 @@ impl SqliteStorage {
     /// let dir = tempfile::tempdir()?;
     /// let storage = vault_server::SqliteStorage::open(&dir.path().join("data")).await?;
     /// storage.backup_to(&dir.path().join("backup.db")).await?;
-    /// let restored = vault_server::SqliteStorage::open_existing(&dir.path().join("backup.db")).await?;
+    /// let key = std::sync::Arc::new(vault_server::AuditKey::load_or_create(&dir.path().join("data"))?);
+    /// let restored =
+    ///     vault_server::SqliteStorage::open_existing(&dir.path().join("backup.db"), key).await?;
     /// # drop(restored);
     /// # Ok(()) }
     /// ```
@@ -127,7 +166,8 @@ impl SqliteStorage {
 
     /// Opens an existing SQLite database file (no data directory, never creating one) and
     /// runs the migrations: for `vault-server backup`, which must not create an empty store
-    /// where it expected a real one, and for checking a backup.
+    /// where it expected a real one, and for checking a backup. `audit_key` is the data
+    /// directory's audit HMAC key, which seals any event appended through this handle.
     ///
     /// # Errors
     ///
@@ -137,11 +177,17 @@ impl SqliteStorage {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// assert!(vault_server::SqliteStorage::open_existing("/nonexistent/vault.db".as_ref()).await.is_err());
-    /// # }
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let key = std::sync::Arc::new(vault_server::AuditKey::load_or_create(dir.path())?);
+    /// let missing = vault_server::SqliteStorage::open_existing("/nonexistent/vault.db".as_ref(), key);
+    /// assert!(missing.await.is_err());
+    /// # Ok(()) }
     /// ```
-    pub async fn open_existing(file: &Path) -> Result<SqliteStorage, StorageError> {
+    pub async fn open_existing(
+        file: &Path,
+        audit_key: Arc<AuditKey>,
+    ) -> Result<SqliteStorage, StorageError> {
         let options = SqliteConnectOptions::new()
             .filename(file)
             .create_if_missing(false)
@@ -154,7 +200,7 @@ impl SqliteStorage {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStorage { pool })
+        Ok(SqliteStorage { pool, audit_key })
     }
 
     /// The database file inside a data directory.
@@ -292,6 +338,165 @@ fn version_of(row: &SqliteRow) -> Result<VersionRecord, StorageError> {
     })
 }
 
+fn json_list(table: &'static str, list: &[String]) -> Result<String, StorageError> {
+    serde_json::to_string(list).map_err(|e| StorageError::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
+}
+
+fn parse_list(table: &'static str, text: &str) -> Result<Vec<String>, StorageError> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
+}
+
+fn agent(row: &SqliteRow) -> Result<AgentRecord, StorageError> {
+    const T: &str = "agents";
+    let vault_ids: Option<String> = row.try_get("vault_ids")?;
+    Ok(AgentRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        created_by: row.try_get("created_by")?,
+        vault_ids: vault_ids.map(|t| parse_list(T, &t)).transpose()?,
+        expires_at: row.try_get("expires_at")?,
+        token_ttl_seconds: row
+            .try_get::<Option<i64>, _>("token_ttl_seconds")?
+            .map(|v| to_u64(T, v))
+            .transpose()?,
+        key_hash: row.try_get("key_hash")?,
+        key_prefix: row.try_get("key_prefix")?,
+        created_at: row.try_get("created_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+fn policy(row: &SqliteRow) -> Result<PolicyRecord, StorageError> {
+    let permissions: String = row.try_get("permissions")?;
+    Ok(PolicyRecord {
+        id: row.try_get("id")?,
+        vault_id: row.try_get("vault_id")?,
+        secret_path_pattern: row.try_get("secret_path_pattern")?,
+        principal_type: row.try_get("principal_type")?,
+        principal_id: row.try_get("principal_id")?,
+        permissions: parse_list("policies", &permissions)?,
+        effect: row.try_get("effect")?,
+        priority: row.try_get("priority")?,
+        expires_at: row.try_get("expires_at")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const AUDIT_EVENTS: &str = "audit_events";
+const AUDIT_HEAD: &str = "audit_chain_head";
+
+fn hash32(table: &'static str, bytes: Vec<u8>) -> Result<[u8; 32], StorageError> {
+    <[u8; 32]>::try_from(bytes).map_err(|b| StorageError::Corrupt {
+        table,
+        reason: format!("a hash of {} bytes", b.len()),
+    })
+}
+
+fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StorageError> {
+    Ok(AuditEvent {
+        seq: to_u64(AUDIT_EVENTS, row.try_get("seq")?)?,
+        event: NewAuditEvent {
+            id: row.try_get("id")?,
+            occurred_at: row.try_get("occurred_at")?,
+            request_id: row.try_get("request_id")?,
+            actor_type: row.try_get("actor_type")?,
+            actor_id: row.try_get("actor_id")?,
+            action: row.try_get("action")?,
+            resource_type: row.try_get("resource_type")?,
+            resource_id: row.try_get("resource_id")?,
+            vault_id: row.try_get("vault_id")?,
+            outcome: row.try_get("outcome")?,
+            detail: row.try_get("detail")?,
+        },
+        prev_hash: hash32(AUDIT_EVENTS, row.try_get("prev_hash")?)?,
+        event_hash: hash32(AUDIT_EVENTS, row.try_get("event_hash")?)?,
+        integrity_hash: hash32(AUDIT_EVENTS, row.try_get("integrity_hash")?)?,
+    })
+}
+
+fn checkpoint(row: &SqliteRow) -> Result<Checkpoint, StorageError> {
+    Ok(Checkpoint {
+        seq: to_u64("audit_checkpoints", row.try_get("seq")?)?,
+        event_id: row.try_get("event_id")?,
+        event_hash: hash32("audit_checkpoints", row.try_get("event_hash")?)?,
+        created_at: row.try_get("created_at")?,
+        key_id: row.try_get("key_id")?,
+        signature: row.try_get("signature")?,
+    })
+}
+
+/// Appends `event` to the chain inside `tx`. The head row is updated first: that statement
+/// takes the lock that serializes appends (SQLite's write lock, PostgreSQL's row lock) and
+/// returns the new position with the previous head's hash (the hash column is not changed yet).
+async fn append(
+    tx: &mut Transaction<'_, Sqlite>,
+    key: &AuditKey,
+    event: &NewAuditEvent,
+) -> Result<AuditEvent, StorageError> {
+    let row = sqlx::query(
+        "UPDATE audit_chain_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, event_hash",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    let seq = to_u64(AUDIT_HEAD, row.try_get("seq")?)?;
+    let prev = hash32(AUDIT_HEAD, row.try_get("event_hash")?)?;
+    let sealed = crate::audit::seal(key, seq, prev, event)?;
+    let e = &sealed.event;
+    sqlx::query(
+        "INSERT INTO audit_events (seq, id, occurred_at, request_id, actor_type, actor_id, \
+         action, resource_type, resource_id, vault_id, outcome, detail, prev_hash, event_hash, \
+         integrity_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(to_i64(seq)?)
+    .bind(&e.id)
+    .bind(e.occurred_at)
+    .bind(&e.request_id)
+    .bind(&e.actor_type)
+    .bind(&e.actor_id)
+    .bind(&e.action)
+    .bind(&e.resource_type)
+    .bind(&e.resource_id)
+    .bind(e.vault_id.as_deref())
+    .bind(&e.outcome)
+    .bind(&e.detail)
+    .bind(sealed.prev_hash.as_slice())
+    .bind(sealed.event_hash.as_slice())
+    .bind(sealed.integrity_hash.as_slice())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_chain_head SET event_hash = $1 WHERE id = 1")
+        .bind(sealed.event_hash.as_slice())
+        .execute(&mut **tx)
+        .await?;
+    Ok(sealed)
+}
+
+/// Commits the change with its audit event when it changed something; otherwise rolls back
+/// (nothing changed, and the event must not claim a success).
+async fn commit_if(
+    mut tx: Transaction<'_, Sqlite>,
+    key: &AuditKey,
+    event: &NewAuditEvent,
+    changed: bool,
+) -> Result<bool, StorageError> {
+    if !changed {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    append(&mut tx, key, event).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// The columns `version()` reads: a version joined with its secret.
 const VERSION_COLUMNS: &str = "s.id AS secret_id, v.id AS version_id, s.vault_id AS vault_id, \
      s.path AS path, v.version AS version, v.secret_type AS secret_type, \
@@ -341,7 +546,12 @@ impl Storage for SqliteStorage {
         to_u64("api_keys", n)
     }
 
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError> {
+    async fn insert_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, vault_scope, \
              created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -363,14 +573,21 @@ impl Storage for SqliteStorage {
         )
         .bind(key.created_at)
         .bind(key.revoked_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        append(&mut tx, &self.audit_key, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    async fn insert_first_api_key(&self, key: &ApiKeyRecord) -> Result<bool, StorageError> {
-        // One statement: SQLite takes the write lock before it runs, so the NOT EXISTS check
-        // and the insert cannot interleave with another writer.
+    async fn insert_first_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        // `BEGIN IMMEDIATE` holds the write lock from the start, so the NOT EXISTS check and
+        // the insert cannot interleave with another writer.
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, vault_scope, \
              created_at, revoked_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
@@ -393,9 +610,9 @@ impl Storage for SqliteStorage {
         )
         .bind(key.created_at)
         .bind(key.revoked_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
     }
 
     async fn find_api_key_by_hash(
@@ -431,19 +648,30 @@ impl Storage for SqliteStorage {
             .collect()
     }
 
-    async fn revoke_api_key(&self, user_id: &str, id: &str, at: i64) -> Result<bool, StorageError> {
+    async fn revoke_api_key(
+        &self,
+        user_id: &str,
+        id: &str,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
         )
         .bind(at)
         .bind(id)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
     }
 
-    async fn insert_vault(&self, vault: &VaultRecord) -> Result<(), StorageError> {
+    async fn insert_vault(
+        &self,
+        vault: &VaultRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
         let (mode, threshold, providers) = match &vault.custody {
             Some(c) => (
                 Some(c.mode.as_str()),
@@ -457,6 +685,7 @@ impl Storage for SqliteStorage {
             ),
             None => (None, None, None),
         };
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO vaults (id, name, description, created_by, created_at, cmek_enabled, \
              mpc_custody, mpc_threshold, mpc_providers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -470,8 +699,10 @@ impl Storage for SqliteStorage {
         .bind(mode)
         .bind(threshold)
         .bind(providers)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        append(&mut tx, &self.audit_key, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -498,20 +729,27 @@ impl Storage for SqliteStorage {
         .collect()
     }
 
-    async fn delete_vault(&self, id: &str, at: i64) -> Result<bool, StorageError> {
+    async fn delete_vault(
+        &self,
+        id: &str,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
         let done =
             sqlx::query("UPDATE vaults SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
                 .bind(at)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
     }
 
     async fn set_vault_custody(
         &self,
         id: &str,
         custody: &VaultCustodyRecord,
+        audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
         let providers =
             serde_json::to_string(&custody.providers).map_err(|e| StorageError::Corrupt {
@@ -520,6 +758,7 @@ impl Storage for SqliteStorage {
             })?;
         // The `mpc_custody IS NULL` guard makes setting a mode a compare-and-set: two
         // concurrent requests cannot both set one.
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE vaults SET mpc_custody = $1, mpc_threshold = $2, mpc_providers = $3 \
              WHERE id = $4 AND deleted_at IS NULL AND mpc_custody IS NULL",
@@ -528,9 +767,9 @@ impl Storage for SqliteStorage {
         .bind(i64::from(custody.threshold))
         .bind(providers)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
     }
 
     async fn latest_version_number(
@@ -549,9 +788,13 @@ impl Storage for SqliteStorage {
         n.map(|n| to_u64("secret_versions", n)).transpose()
     }
 
-    async fn put_version(&self, new: &NewVersion) -> Result<VersionRecord, StorageError> {
+    async fn put_version(
+        &self,
+        new: &NewVersion,
+        audit: &NewAuditEvent,
+    ) -> Result<VersionRecord, StorageError> {
         let v = &new.version;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO secrets (id, vault_id, path, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (vault_id, path) DO NOTHING",
@@ -592,6 +835,7 @@ impl Storage for SqliteStorage {
             Err(e) => return Err(e.into()),
         }
         insert_shares(&mut tx, &v.vault_id, &v.version_id, &new.shares).await?;
+        append(&mut tx, &self.audit_key, audit).await?;
         tx.commit().await?;
         let mut stored = v.clone();
         stored.secret_id = secret_id;
@@ -694,37 +938,390 @@ impl Storage for SqliteStorage {
         .collect()
     }
 
-    async fn disable_version(&self, version_id: &str) -> Result<bool, StorageError> {
+    async fn disable_version(
+        &self,
+        version_id: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
         let done =
             sqlx::query("UPDATE secret_versions SET disabled = 1 WHERE id = $1 AND deleted = 0")
                 .bind(version_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
     }
 
-    async fn delete_secret(&self, vault_id: &str, path: &str) -> Result<bool, StorageError> {
+    async fn delete_secret(
+        &self,
+        vault_id: &str,
+        path: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE secret_versions SET deleted = 1 WHERE deleted = 0 AND secret_id = \
              (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
         )
         .bind(vault_id)
         .bind(path)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() > 0).await
     }
 
-    async fn record_access(&self, version_id: &str) -> Result<bool, StorageError> {
+    async fn record_access(
+        &self,
+        version_id: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
         // One conditional UPDATE: concurrent reads cannot together exceed the maximum.
         let done = sqlx::query(
             "UPDATE secret_versions SET access_count = access_count + 1 WHERE id = $1 \
              AND (max_access_count IS NULL OR access_count < max_access_count)",
         )
         .bind(version_id)
+        .execute(&mut *tx)
+        .await?;
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+    }
+
+    async fn insert_agent(
+        &self,
+        agent: &AgentRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        let vault_ids = agent
+            .vault_ids
+            .as_deref()
+            .map(|ids| json_list("agents", ids))
+            .transpose()?;
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO agents (id, name, description, created_by, vault_ids, expires_at, \
+             token_ttl_seconds, key_hash, key_prefix, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&agent.id)
+        .bind(&agent.name)
+        .bind(&agent.description)
+        .bind(&agent.created_by)
+        .bind(vault_ids)
+        .bind(agent.expires_at)
+        .bind(agent.token_ttl_seconds.map(to_i64).transpose()?)
+        .bind(&agent.key_hash)
+        .bind(&agent.key_prefix)
+        .bind(agent.created_at)
+        .execute(&mut *tx)
+        .await?;
+        append(&mut tx, &self.audit_key, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StorageError> {
+        sqlx::query("SELECT * FROM agents WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(agent)
+            .transpose()
+    }
+
+    async fn find_agent_by_hash(&self, hash: &[u8]) -> Result<Option<AgentRecord>, StorageError> {
+        sqlx::query("SELECT * FROM agents WHERE key_hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(agent)
+            .transpose()
+    }
+
+    async fn list_agents(&self, created_by: &str) -> Result<Vec<AgentRecord>, StorageError> {
+        sqlx::query(
+            "SELECT * FROM agents WHERE created_by = $1 AND deleted_at IS NULL \
+             ORDER BY created_at, id",
+        )
+        .bind(created_by)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(agent)
+        .collect()
+    }
+
+    async fn delete_agent(
+        &self,
+        created_by: &str,
+        id: &str,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE agents SET deleted_at = $1 WHERE id = $2 AND created_by = $3 \
+             AND deleted_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(created_by)
+        .execute(&mut *tx)
+        .await?;
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+    }
+
+    async fn insert_policy(
+        &self,
+        policy: &PolicyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO policies (id, vault_id, secret_path_pattern, principal_type, \
+             principal_id, permissions, effect, priority, expires_at, created_by, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&policy.id)
+        .bind(&policy.vault_id)
+        .bind(&policy.secret_path_pattern)
+        .bind(&policy.principal_type)
+        .bind(&policy.principal_id)
+        .bind(json_list("policies", &policy.permissions)?)
+        .bind(&policy.effect)
+        .bind(policy.priority)
+        .bind(policy.expires_at)
+        .bind(&policy.created_by)
+        .bind(policy.created_at)
+        .bind(policy.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        append(&mut tx, &self.audit_key, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_policy(
+        &self,
+        policy: &PolicyRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE policies SET secret_path_pattern = $1, principal_type = $2, \
+             principal_id = $3, permissions = $4, effect = $5, priority = $6, expires_at = $7, \
+             updated_at = $8 WHERE id = $9 AND vault_id = $10",
+        )
+        .bind(&policy.secret_path_pattern)
+        .bind(&policy.principal_type)
+        .bind(&policy.principal_id)
+        .bind(json_list("policies", &policy.permissions)?)
+        .bind(&policy.effect)
+        .bind(policy.priority)
+        .bind(policy.expires_at)
+        .bind(policy.updated_at)
+        .bind(&policy.id)
+        .bind(&policy.vault_id)
+        .execute(&mut *tx)
+        .await?;
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+    }
+
+    async fn delete_policy(
+        &self,
+        vault_id: &str,
+        id: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM policies WHERE id = $1 AND vault_id = $2")
+            .bind(id)
+            .bind(vault_id)
+            .execute(&mut *tx)
+            .await?;
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+    }
+
+    async fn get_policy(
+        &self,
+        vault_id: &str,
+        id: &str,
+    ) -> Result<Option<PolicyRecord>, StorageError> {
+        sqlx::query("SELECT * FROM policies WHERE id = $1 AND vault_id = $2")
+            .bind(id)
+            .bind(vault_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(policy)
+            .transpose()
+    }
+
+    async fn list_policies(&self, vault_id: &str) -> Result<Vec<PolicyRecord>, StorageError> {
+        sqlx::query("SELECT * FROM policies WHERE vault_id = $1 ORDER BY created_at, id")
+            .bind(vault_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(policy)
+            .collect()
+    }
+
+    async fn principal_policies(
+        &self,
+        vault_id: &str,
+        principal_type: &str,
+        principal_id: &str,
+    ) -> Result<Vec<PolicyRecord>, StorageError> {
+        sqlx::query(
+            "SELECT * FROM policies WHERE vault_id = $1 AND principal_type = $2 \
+             AND principal_id = $3 ORDER BY created_at, id",
+        )
+        .bind(vault_id)
+        .bind(principal_type)
+        .bind(principal_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(policy)
+        .collect()
+    }
+
+    async fn append_audit(&self, audit: &NewAuditEvent) -> Result<AuditEvent, StorageError> {
+        let mut tx = self.write_tx().await?;
+        let sealed = append(&mut tx, &self.audit_key, audit).await?;
+        tx.commit().await?;
+        Ok(sealed)
+    }
+
+    async fn audit_head(&self) -> Result<(u64, [u8; 32]), StorageError> {
+        let row = sqlx::query("SELECT seq, event_hash FROM audit_chain_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((
+            to_u64(AUDIT_HEAD, row.try_get("seq")?)?,
+            hash32(AUDIT_HEAD, row.try_get("event_hash")?)?,
+        ))
+    }
+
+    async fn audit_events(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(Vec<AuditEvent>, u64), StorageError> {
+        // One WHERE clause for both the page and the count; every filter is a bound parameter
+        // that is NULL when unused.
+        const WHERE: &str = "WHERE ($1 IS NULL OR resource_id = $1 OR vault_id = $1) \
+             AND ($2 IS NULL OR actor_id = $2) AND ($3 IS NULL OR action = $3) \
+             AND ($4 IS NULL OR occurred_at >= $4) AND ($5 IS NULL OR occurred_at <= $5) \
+             AND ($6 IS NULL OR actor_id = $6 OR vault_id IN \
+                  (SELECT id FROM vaults WHERE created_by = $6))";
+        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit_events {WHERE}"))
+            .bind(query.resource_id.as_deref())
+            .bind(query.actor_id.as_deref())
+            .bind(query.action.as_deref())
+            .bind(query.from)
+            .bind(query.to)
+            .bind(query.visible_to.as_deref())
+            .fetch_one(&self.pool)
+            .await?;
+        let events = sqlx::query(&format!(
+            "SELECT * FROM audit_events {WHERE} ORDER BY seq DESC LIMIT $7 OFFSET $8"
+        ))
+        .bind(query.resource_id.as_deref())
+        .bind(query.actor_id.as_deref())
+        .bind(query.action.as_deref())
+        .bind(query.from)
+        .bind(query.to)
+        .bind(query.visible_to.as_deref())
+        .bind(to_i64(query.limit)?)
+        .bind(to_i64(query.offset)?)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(audit_event)
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok((events, to_u64(AUDIT_EVENTS, count)?))
+    }
+
+    async fn audit_chain(
+        &self,
+        from_seq: u64,
+        limit: u64,
+    ) -> Result<Vec<AuditEvent>, StorageError> {
+        sqlx::query("SELECT * FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2")
+            .bind(to_i64(from_seq)?)
+            .bind(to_i64(limit)?)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(audit_event)
+            .collect()
+    }
+
+    async fn audit_seq_range(
+        &self,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Option<(u64, u64)>, StorageError> {
+        let row = sqlx::query(
+            "SELECT MIN(seq) AS first, MAX(seq) AS last FROM audit_events \
+             WHERE ($1 IS NULL OR occurred_at >= $1) AND ($2 IS NULL OR occurred_at <= $2)",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await?;
+        let first: Option<i64> = row.try_get("first")?;
+        let last: Option<i64> = row.try_get("last")?;
+        match (first, last) {
+            (Some(first), Some(last)) => Ok(Some((
+                to_u64(AUDIT_EVENTS, first)?,
+                to_u64(AUDIT_EVENTS, last)?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, event_id, event_hash, created_at, key_id, \
+             signature) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(to_i64(checkpoint.seq)?)
+        .bind(&checkpoint.event_id)
+        .bind(checkpoint.event_hash.as_slice())
+        .bind(checkpoint.created_at)
+        .bind(&checkpoint.key_id)
+        .bind(checkpoint.signature.as_slice())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<Checkpoint>, StorageError> {
+        sqlx::query("SELECT * FROM audit_checkpoints WHERE seq >= $1 AND seq <= $2 ORDER BY seq")
+            .bind(to_i64(from_seq)?)
+            .bind(to_i64(to_seq)?)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(checkpoint)
+            .collect()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StorageError> {
+        sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(checkpoint)
+            .transpose()
     }
 
     async fn close(&self) {

@@ -12,13 +12,15 @@ use crate::pg::{PgCluster, path_str};
 use crate::process::{Client, ServerProcess, ServerSpec};
 use crate::support::TestServer;
 
-/// The files of a data directory that are not in the database: the JWT signing seed and the
-/// local providers' key directory (the README lists them).
+/// The files of a data directory that are not in the database: the JWT signing seed, the audit
+/// keys and the local providers' key directory (the README lists them).
 fn copy_key_material(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     std::fs::set_permissions(to, std::fs::metadata(from).unwrap().permissions()).unwrap();
     // `fs::copy` keeps the file's mode (0600).
-    std::fs::copy(from.join("jwt-ed25519.seed"), to.join("jwt-ed25519.seed")).unwrap();
+    for file in ["jwt-ed25519.seed", "audit-hmac.key", "audit-ed25519.seed"] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
     copy_tree(&from.join("keys"), &to.join("keys"));
 }
 
@@ -87,6 +89,11 @@ async fn read_back(
         assert_eq!(answer.status, 200, "{path} v{version}: {}", answer.body);
         assert_eq!(answer.body["value"], value.as_str());
     }
+    // The restored audit trail verifies whole with the restored keys.
+    let report = restored.call(Method::GET, "/v1/audit/verify", None).await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert_eq!(report.body["chain_valid"], true, "{}", report.body);
+    assert!(report.body["events_verified"].as_u64().unwrap() > 0);
     restored.server.close().await;
 }
 
@@ -132,7 +139,9 @@ async fn sqlite_online_backup_restores_into_a_fresh_data_directory() {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains("jwt-ed25519.seed"), "{printed}");
+    for file in ["jwt-ed25519.seed", "audit-hmac.key", "audit-ed25519.seed"] {
+        assert!(printed.contains(file), "{printed}");
+    }
     busy.await.unwrap();
     {
         use std::os::unix::fs::PermissionsExt as _;

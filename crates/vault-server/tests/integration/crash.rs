@@ -3,8 +3,9 @@
 //! readable with its value; every stored version must be whole (readable, with a value its
 //! writer sent) and the numbers gap-free. Several rounds; the figures are printed.
 //!
-//! [`verify`] is the one place that decides what "survived" means: checks added later (the
-//! audit chain) go there.
+//! [`verify`] is the one place that decides what "survived" means, the audit chain included:
+//! after every kill the whole chain (links, HMACs, signed checkpoints) must still verify, since
+//! each write's event commits in the write's own transaction.
 
 // The figures (and the seed for a replay) are this test's report; `--nocapture` shows them.
 #![allow(clippy::print_stderr)]
@@ -35,6 +36,8 @@ struct Figures {
     /// Versions stored although their answer never arrived (the kill came between commit and
     /// answer): allowed, and checked to be whole.
     unacknowledged_but_stored: usize,
+    /// Events in the audit chain, which verified whole after the restart.
+    audit_events: u64,
 }
 
 /// A tiny deterministic generator for the kill delays (seeded from the clock, printed).
@@ -109,18 +112,20 @@ async fn crash_rounds(spec: ServerSpec, dir: &std::path::Path, store: &str) {
         let figures = verify(&Client::new(&restarted.base, &key), &vault, &ledger).await;
         eprintln!(
             "crash test ({store}) round {}: killed after {delay} ms; cumulative acknowledged {}, \
-             verified {}, lost {}, stored without an answer {}",
+             verified {}, lost {}, stored without an answer {}; audit chain valid, {} events",
             round + 1,
             figures.acknowledged,
             figures.verified,
             figures.lost,
-            figures.unacknowledged_but_stored
+            figures.unacknowledged_but_stored,
+            figures.audit_events
         );
         total = figures;
     }
     eprintln!(
-        "crash test ({store}): {ROUNDS} kill -9 rounds, {} writes acknowledged, {} verified, {} lost",
-        total.acknowledged, total.verified, total.lost
+        "crash test ({store}): {ROUNDS} kill -9 rounds, {} writes acknowledged, {} verified, {} lost; \
+         audit chain of {} events verified valid after every round",
+        total.acknowledged, total.verified, total.lost, total.audit_events
     );
     assert_eq!(total.lost, 0);
     assert_eq!(total.verified, total.acknowledged);
@@ -133,6 +138,14 @@ async fn crash_rounds(spec: ServerSpec, dir: &std::path::Path, store: &str) {
 /// Checks everything the ledger says against a freshly restarted server.
 async fn verify(client: &Client, vault: &str, ledger: &Ledger) -> Figures {
     let mut figures = Figures::default();
+    // The audit chain first, before the reads below append to it: every event that committed
+    // (each with its write) links, and its HMAC and the signed checkpoints verify.
+    let report = client.audit_report().await;
+    assert_eq!(
+        report["chain_valid"], true,
+        "audit chain after kill -9: {report}"
+    );
+    figures.audit_events = report["events_verified"].as_u64().unwrap();
     for (path, sent) in &ledger.sent {
         let stored = client.version_numbers(vault, path).await;
         // Gap-free: 1..=N.

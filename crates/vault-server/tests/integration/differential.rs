@@ -74,7 +74,48 @@ enum Op {
     DeleteVault {
         vault: usize,
     },
+    /// A new agent (its key is normalised away).
+    CreateAgent,
+    /// Reads an agent, by creation index (wrapping; a made-up id while there is none).
+    GetAgent {
+        agent: usize,
+    },
+    /// A policy on a vault for an agent (by creation index) or, with no agent yet, a user.
+    CreatePolicy {
+        vault: usize,
+        agent: usize,
+        rule: PolicyRule,
+    },
+    /// Replaces a policy's rule, by creation index through a vault (often not its own: 404).
+    UpdatePolicy {
+        vault: usize,
+        policy: usize,
+        rule: PolicyRule,
+    },
+    DeletePolicy {
+        vault: usize,
+        policy: usize,
+    },
+    GetPolicy {
+        vault: usize,
+        policy: usize,
+    },
 }
+
+/// The parts of a policy the differential sequence varies.
+#[derive(Debug, Clone)]
+struct PolicyRule {
+    pattern: &'static str,
+    permissions: &'static [&'static str],
+    effect: &'static str,
+    priority: i64,
+}
+
+const PATTERNS: [&str; 4] = ["db/*", "**", "api/**/Key", "a_*"];
+const PERMISSIONS: [&[&str]; 3] = [&["read"], &["write"], &["read", "write"]];
+
+/// An id that names no agent or policy, for operations on an index that does not exist yet.
+const MISSING_ID: &str = "00000000-0000-4000-8000-000000000000";
 
 /// splitmix64: a small, fully specified generator, so a seed replays the same sequence on any
 /// machine and any version of this crate's dependencies.
@@ -91,6 +132,15 @@ impl Rng {
 
     fn below(&mut self, n: usize) -> usize {
         usize::try_from(self.next() % n as u64).unwrap()
+    }
+
+    fn rule(&mut self) -> PolicyRule {
+        PolicyRule {
+            pattern: PATTERNS[self.below(PATTERNS.len())],
+            permissions: PERMISSIONS[self.below(PERMISSIONS.len())],
+            effect: if self.below(3) == 0 { "deny" } else { "allow" },
+            priority: i64::try_from(self.below(5)).unwrap() - 2,
+        }
     }
 }
 
@@ -147,6 +197,30 @@ fn generate(seed: u64, count: usize) -> Vec<Op> {
                 alive[vault] = false;
                 Op::DeleteVault { vault }
             }
+            89..=90 => match rng.below(3) {
+                0 => Op::CreateAgent,
+                _ => Op::GetAgent {
+                    agent: rng.below(8),
+                },
+            },
+            91..=92 => Op::CreatePolicy {
+                vault,
+                agent: rng.below(8),
+                rule: rng.rule(),
+            },
+            93 => Op::UpdatePolicy {
+                vault,
+                policy: rng.below(8),
+                rule: rng.rule(),
+            },
+            94 => Op::DeletePolicy {
+                vault,
+                policy: rng.below(8),
+            },
+            95 => Op::GetPolicy {
+                vault,
+                policy: rng.below(8),
+            },
             _ => Op::Rotate { vault, path },
         });
     }
@@ -161,6 +235,9 @@ struct Run {
     shares: HashMap<(usize, usize, u64), String>,
     latest: HashMap<(usize, usize), u64>,
     ids: HashMap<String, String>,
+    /// Agent and policy ids in creation order.
+    agents: Vec<String>,
+    policies: Vec<String>,
 }
 
 impl Run {
@@ -171,7 +248,33 @@ impl Run {
             shares: HashMap::new(),
             latest: HashMap::new(),
             ids: HashMap::new(),
+            agents: Vec::new(),
+            policies: Vec::new(),
         }
+    }
+
+    /// The id at a creation index, wrapping; [`MISSING_ID`] while there is none.
+    fn nth(ids: &[String], index: usize) -> &str {
+        if ids.is_empty() {
+            MISSING_ID
+        } else {
+            &ids[index % ids.len()]
+        }
+    }
+
+    fn policy_body(&self, agent: Option<usize>, rule: &PolicyRule) -> Value {
+        let (principal_type, principal_id) = match agent {
+            Some(agent) if !self.agents.is_empty() => ("agent", Run::nth(&self.agents, agent)),
+            _ => ("user", "bob"),
+        };
+        json!({
+            "secret_path_pattern": rule.pattern,
+            "principal_type": principal_type,
+            "principal_id": principal_id,
+            "permissions": rule.permissions,
+            "effect": rule.effect,
+            "priority": rule.priority,
+        })
     }
 
     fn vault(&self, index: usize) -> &str {
@@ -201,6 +304,16 @@ impl Run {
                         self.shares
                             .insert((*vault, *path, version), share.to_owned());
                     }
+                }
+            }
+            Op::CreateAgent if status == 201 => {
+                if let Some(id) = answer.body["agent"]["id"].as_str() {
+                    self.agents.push(id.to_owned());
+                }
+            }
+            Op::CreatePolicy { .. } if status == 201 => {
+                if let Some(id) = answer.body["id"].as_str() {
+                    self.policies.push(id.to_owned());
                 }
             }
             _ => {}
@@ -304,6 +417,58 @@ impl Run {
                 None,
                 None,
             ),
+            Op::CreateAgent => (
+                Method::POST,
+                "/v1/agents".into(),
+                Some(json!({ "name": "diff-agent", "token_ttl_seconds": 600 })),
+                None,
+            ),
+            Op::GetAgent { agent } => (
+                Method::GET,
+                format!("/v1/agents/{}", Run::nth(&self.agents, *agent)),
+                None,
+                None,
+            ),
+            Op::CreatePolicy { vault, agent, rule } => (
+                Method::POST,
+                format!("/v1/vaults/{}/policies", self.vault(*vault)),
+                Some(self.policy_body(Some(*agent), rule)),
+                None,
+            ),
+            Op::UpdatePolicy {
+                vault,
+                policy,
+                rule,
+            } => (
+                Method::PUT,
+                format!(
+                    "/v1/vaults/{}/policies/{}",
+                    self.vault(*vault),
+                    Run::nth(&self.policies, *policy)
+                ),
+                Some(self.policy_body(None, rule)),
+                None,
+            ),
+            Op::DeletePolicy { vault, policy } => (
+                Method::DELETE,
+                format!(
+                    "/v1/vaults/{}/policies/{}",
+                    self.vault(*vault),
+                    Run::nth(&self.policies, *policy)
+                ),
+                None,
+                None,
+            ),
+            Op::GetPolicy { vault, policy } => (
+                Method::GET,
+                format!(
+                    "/v1/vaults/{}/policies/{}",
+                    self.vault(*vault),
+                    Run::nth(&self.policies, *policy)
+                ),
+                None,
+                None,
+            ),
         }
     }
 
@@ -318,6 +483,9 @@ impl Run {
                             (_, Value::Null) => Value::Null,
                             (k, _) if k.ends_with("_at") => json!("<time>"),
                             ("client_share", _) => json!("<share>"),
+                            // An agent's key and its prefix are random.
+                            ("api_key", _) => json!("<key>"),
+                            ("key_prefix", _) => json!("<prefix>"),
                             ("value", Value::String(s)) if !s.starts_with("val-") => {
                                 json!(format!("<generated:{}>", s.len()))
                             }

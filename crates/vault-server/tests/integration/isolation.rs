@@ -17,16 +17,19 @@ async fn another_users_key_gets_404_and_writes_nothing() {
     let bob_key = "1ck_bobbobbobbobbobbobbobbobbobbobbobbobbobbobbo";
     let storage = SqliteStorage::open(t.dir.path()).await.unwrap();
     storage
-        .insert_api_key(&ApiKeyRecord {
-            id: "bob-key".into(),
-            user_id: "bob".into(),
-            name: "bob".into(),
-            key_hash: Sha256::digest(bob_key.as_bytes()).to_vec(),
-            key_prefix: bob_key[..12].into(),
-            vault_scope: None,
-            created_at: 0,
-            revoked_at: None,
-        })
+        .insert_api_key(
+            &ApiKeyRecord {
+                id: "bob-key".into(),
+                user_id: "bob".into(),
+                name: "bob".into(),
+                key_hash: Sha256::digest(bob_key.as_bytes()).to_vec(),
+                key_prefix: bob_key[..12].into(),
+                vault_scope: None,
+                created_at: 0,
+                revoked_at: None,
+            },
+            &crate::audit::system_event("key.create", "bob-key"),
+        )
         .await
         .unwrap();
     storage.close().await;

@@ -7,6 +7,8 @@
 // holds for the helpers they call, where a failed unwrap is a failed test with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access;
+mod audit;
 mod auth;
 mod backup;
 mod bad_input;

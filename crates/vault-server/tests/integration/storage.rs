@@ -2,13 +2,41 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use sha2::Digest as _;
 use vault_server::{
-    ApiKeyRecord, NewVersion, PostgresStorage, ShareRecord, SqliteStorage, Storage, StorageError,
-    VaultCustodyRecord, VaultRecord, VersionRecord,
+    AgentRecord, ApiKeyRecord, AuditKey, AuditQuery, Checkpoint, GENESIS_HASH, NewAuditEvent,
+    NewVersion, PolicyRecord, PostgresStorage, ShareRecord, SqliteStorage, Storage, StorageError,
+    VaultCustodyRecord, VaultRecord, VersionRecord, canonical_encoding,
 };
 
 use crate::pg::PgCluster;
+
+/// The audit event every write carries; ids are unique across the whole test binary, as the
+/// store requires.
+fn event(action: &str) -> NewAuditEvent {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    NewAuditEvent {
+        id: format!("event-{n}"),
+        occurred_at: 1_000 + i64::try_from(n).unwrap(),
+        request_id: format!("request-{n}"),
+        actor_type: "user".into(),
+        actor_id: "admin".into(),
+        action: action.into(),
+        resource_type: "secret".into(),
+        resource_id: "vault-1/db/password".into(),
+        vault_id: Some("vault-1".into()),
+        outcome: "success".into(),
+        detail: "{}".into(),
+    }
+}
+
+/// The chain head's `seq`: how many events the store holds.
+async fn head(storage: &dyn Storage) -> u64 {
+    storage.audit_head().await.unwrap().0
+}
 
 fn vault(id: &str) -> VaultRecord {
     VaultRecord {
@@ -83,7 +111,11 @@ fn key(id: &str, hash: u8) -> ApiKeyRecord {
 
 /// Every check, in order, on one empty store.
 async fn suite(storage: Arc<dyn Storage>) {
-    storage.insert_vault(&vault("vault-1")).await.unwrap();
+    assert_eq!(storage.audit_head().await.unwrap(), (0, GENESIS_HASH));
+    storage
+        .insert_vault(&vault("vault-1"), &event("vault.create"))
+        .await
+        .unwrap();
     a_version_is_written_with_all_its_shares_or_not_at_all(&*storage).await;
     access_counting_never_exceeds_the_maximum(&storage).await;
     the_first_api_key_is_created_exactly_once(&storage).await;
@@ -92,6 +124,13 @@ async fn suite(storage: Arc<dyn Storage>) {
     concurrent_writers_get_gap_free_versions(&storage).await;
     listings_are_in_byte_order_and_prefixes_are_literal(&*storage).await;
     disable_and_delete(&*storage).await;
+    agents_round_trip_and_delete_once(&*storage).await;
+    policies_round_trip_update_and_delete_once(&*storage).await;
+    a_change_that_fails_records_no_event(&*storage).await;
+    concurrent_appends_form_one_gap_free_chain(&storage).await;
+    audit_queries_filter_count_and_page(&*storage).await;
+    checkpoints_are_stored_once(&*storage).await;
+    the_chain_links_every_event(&*storage).await;
     storage.close().await;
 }
 
@@ -105,7 +144,9 @@ async fn storage_suite_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_suite_on_postgres() {
     let cluster = PgCluster::start();
-    let storage = PostgresStorage::connect(&cluster.database("suite").await)
+    let dir = tempfile::tempdir().unwrap();
+    let audit_key = Arc::new(AuditKey::load_or_create(dir.path()).unwrap());
+    let storage = PostgresStorage::connect(&cluster.database("suite").await, audit_key)
         .await
         .unwrap();
     suite(Arc::new(storage)).await;
@@ -115,7 +156,15 @@ async fn a_version_is_written_with_all_its_shares_or_not_at_all(storage: &dyn St
     // The second share repeats slot 1: its insert fails inside the transaction, so neither the
     // version nor the first share may remain.
     let broken = version(1, vec![share(1), share(1)]);
-    assert!(storage.put_version(&broken).await.is_err());
+    let before = head(storage).await;
+    assert!(
+        storage
+            .put_version(&broken, &event("secret.write"))
+            .await
+            .is_err()
+    );
+    // Nor its audit event: the append is in the rolled-back transaction.
+    assert_eq!(head(storage).await, before);
     assert_eq!(
         storage
             .latest_version_number("vault-1", "db/password")
@@ -143,7 +192,10 @@ async fn a_version_is_written_with_all_its_shares_or_not_at_all(storage: &dyn St
             },
         ],
     );
-    let stored = storage.put_version(&good).await.unwrap();
+    let stored = storage
+        .put_version(&good, &event("secret.write"))
+        .await
+        .unwrap();
     assert_eq!(stored.version, 1);
     let (read, shares) = storage
         .get_version("vault-1", "db/password", None)
@@ -160,18 +212,22 @@ async fn a_version_is_written_with_all_its_shares_or_not_at_all(storage: &dyn St
     let mut again = version(1, vec![share(1)]);
     again.version.version_id = "version-1b".into();
     assert!(matches!(
-        storage.put_version(&again).await,
+        storage.put_version(&again, &event("secret.write")).await,
         Err(StorageError::Conflict)
     ));
 }
 
 async fn access_counting_never_exceeds_the_maximum(storage: &Arc<dyn Storage>) {
     // max_access_count is 1: of many concurrent reads exactly one is counted.
+    let before = head(&**storage).await;
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let storage = Arc::clone(storage);
         tasks.push(tokio::spawn(async move {
-            storage.record_access("version-1").await.unwrap()
+            storage
+                .record_access("version-1", &event("secret.read"))
+                .await
+                .unwrap()
         }));
     }
     let mut granted = 0;
@@ -185,16 +241,19 @@ async fn access_counting_never_exceeds_the_maximum(storage: &Arc<dyn Storage>) {
         .unwrap()
         .unwrap();
     assert_eq!(read.access_count, 1);
+    // Only the counted read committed its event.
+    assert_eq!(head(&**storage).await, before + 1);
 }
 
 async fn the_first_api_key_is_created_exactly_once(storage: &Arc<dyn Storage>) {
     assert_eq!(storage.api_key_count().await.unwrap(), 0);
+    let before = head(&**storage).await;
     let mut tasks = Vec::new();
     for i in 0..8u8 {
         let storage = Arc::clone(storage);
         tasks.push(tokio::spawn(async move {
             storage
-                .insert_first_api_key(&key(&format!("first-{i}"), i))
+                .insert_first_api_key(&key(&format!("first-{i}"), i), &event("key.create"))
                 .await
                 .unwrap()
         }));
@@ -205,9 +264,11 @@ async fn the_first_api_key_is_created_exactly_once(storage: &Arc<dyn Storage>) {
     }
     assert_eq!(created, 1);
     assert_eq!(storage.api_key_count().await.unwrap(), 1);
+    // The winner's event is recorded with its key, the losers' are not.
+    assert_eq!(head(&**storage).await, before + 1);
     assert!(
         !storage
-            .insert_first_api_key(&key("late", 99))
+            .insert_first_api_key(&key("late", 99), &event("key.create"))
             .await
             .unwrap()
     );
@@ -215,18 +276,45 @@ async fn the_first_api_key_is_created_exactly_once(storage: &Arc<dyn Storage>) {
 
 async fn api_keys_round_trip_and_revoke_once(storage: &dyn Storage) {
     let k = key("k2", 200);
-    storage.insert_api_key(&k).await.unwrap();
+    storage
+        .insert_api_key(&k, &event("key.create"))
+        .await
+        .unwrap();
     assert_eq!(
         storage.find_api_key_by_hash(&[200; 32]).await.unwrap(),
         Some(k.clone())
     );
     assert_eq!(storage.get_api_key("k2").await.unwrap(), Some(k));
     // The same hash twice is refused by the store.
-    assert!(storage.insert_api_key(&key("k3", 200)).await.is_err());
+    assert!(
+        storage
+            .insert_api_key(&key("k3", 200), &event("key.create"))
+            .await
+            .is_err()
+    );
     assert_eq!(storage.list_api_keys("admin").await.unwrap().len(), 2);
-    assert!(storage.revoke_api_key("admin", "k2", 9).await.unwrap());
-    assert!(!storage.revoke_api_key("admin", "k2", 10).await.unwrap());
-    assert!(!storage.revoke_api_key("someone", "k2", 10).await.unwrap());
+    let revoke = event("key.revoke");
+    assert!(
+        storage
+            .revoke_api_key("admin", "k2", 9, &revoke)
+            .await
+            .unwrap()
+    );
+    let before = head(storage).await;
+    assert!(
+        !storage
+            .revoke_api_key("admin", "k2", 10, &event("key.revoke"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .revoke_api_key("someone", "k2", 10, &event("key.revoke"))
+            .await
+            .unwrap()
+    );
+    // A change that did nothing records nothing.
+    assert_eq!(head(storage).await, before);
     assert_eq!(
         storage.get_api_key("k2").await.unwrap().unwrap().revoked_at,
         Some(9)
@@ -234,7 +322,10 @@ async fn api_keys_round_trip_and_revoke_once(storage: &dyn Storage) {
 }
 
 async fn custody_is_set_once(storage: &dyn Storage) {
-    storage.insert_vault(&vault("vault-c")).await.unwrap();
+    storage
+        .insert_vault(&vault("vault-c"), &event("vault.create"))
+        .await
+        .unwrap();
     let custody = VaultCustodyRecord {
         mode: "2of3_multi_hsm".into(),
         threshold: 2,
@@ -242,7 +333,7 @@ async fn custody_is_set_once(storage: &dyn Storage) {
     };
     assert!(
         storage
-            .set_vault_custody("vault-c", &custody)
+            .set_vault_custody("vault-c", &custody, &event("vault.custody"))
             .await
             .unwrap()
     );
@@ -251,11 +342,26 @@ async fn custody_is_set_once(storage: &dyn Storage) {
         threshold: 1,
         providers: vec![],
     };
-    assert!(!storage.set_vault_custody("vault-c", &other).await.unwrap());
+    assert!(
+        !storage
+            .set_vault_custody("vault-c", &other, &event("vault.custody"))
+            .await
+            .unwrap()
+    );
     let read = storage.get_vault("vault-c").await.unwrap().unwrap();
     assert_eq!(read.custody, Some(custody));
-    assert!(storage.delete_vault("vault-c", 3).await.unwrap());
-    assert!(!storage.delete_vault("vault-c", 4).await.unwrap());
+    assert!(
+        storage
+            .delete_vault("vault-c", 3, &event("vault.delete"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .delete_vault("vault-c", 4, &event("vault.delete"))
+            .await
+            .unwrap()
+    );
     assert!(storage.get_vault("vault-c").await.unwrap().is_none());
     let listed: Vec<String> = storage
         .list_vaults("admin")
@@ -292,7 +398,7 @@ async fn concurrent_writers_get_gap_free_versions(storage: &Arc<dyn Storage>) {
                         &format!("w{w}i{i}"),
                         vec![share(1)],
                     );
-                    match storage.put_version(&new).await {
+                    match storage.put_version(&new, &event("secret.write")).await {
                         Ok(stored) => {
                             assert_eq!(stored.version, next);
                             break;
@@ -318,12 +424,18 @@ async fn concurrent_writers_get_gap_free_versions(storage: &Arc<dyn Storage>) {
 }
 
 async fn listings_are_in_byte_order_and_prefixes_are_literal(storage: &dyn Storage) {
-    storage.insert_vault(&vault("vault-l")).await.unwrap();
+    storage
+        .insert_vault(&vault("vault-l"), &event("vault.create"))
+        .await
+        .unwrap();
     // Byte order puts upper case before lower case and `_` between them; a locale-aware
     // collation would not. `%` and `_` in a prefix must match themselves only.
     for path in ["b", "a_x", "aBc", "Zed", "a%y", "ab", "é"] {
         storage
-            .put_version(&version_at("vault-l", path, 1, "", vec![share(1)]))
+            .put_version(
+                &version_at("vault-l", path, 1, "", vec![share(1)]),
+                &event("secret.write"),
+            )
             .await
             .unwrap();
     }
@@ -359,16 +471,36 @@ async fn disable_and_delete(storage: &dyn Storage) {
         .await
         .unwrap()
         .unwrap();
-    assert!(storage.disable_version(&v1.version_id).await.unwrap());
+    assert!(
+        storage
+            .disable_version(&v1.version_id, &event("secret.disable"))
+            .await
+            .unwrap()
+    );
     let (read, _) = storage
         .get_version("vault-l", "b", None)
         .await
         .unwrap()
         .unwrap();
     assert!(read.disabled);
-    assert!(storage.delete_secret("vault-l", "b").await.unwrap());
-    assert!(!storage.delete_secret("vault-l", "b").await.unwrap());
-    assert!(!storage.disable_version(&v1.version_id).await.unwrap());
+    assert!(
+        storage
+            .delete_secret("vault-l", "b", &event("secret.delete"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .delete_secret("vault-l", "b", &event("secret.delete"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .disable_version(&v1.version_id, &event("secret.disable"))
+            .await
+            .unwrap()
+    );
     let listed: Vec<String> = storage
         .list_secrets("vault-l", "b")
         .await
@@ -382,4 +514,459 @@ async fn disable_and_delete(storage: &dyn Storage) {
         storage.latest_version_number("vault-l", "b").await.unwrap(),
         Some(1)
     );
+}
+
+fn agent(id: &str, hash: u8, owner: &str) -> AgentRecord {
+    AgentRecord {
+        id: id.into(),
+        name: format!("agent {id}"),
+        description: "deploys".into(),
+        created_by: owner.into(),
+        vault_ids: Some(vec!["vault-1".into(), "vault-l".into()]),
+        expires_at: Some(9_000),
+        token_ttl_seconds: Some(300),
+        key_hash: vec![hash; 32],
+        key_prefix: "ocv_abcdefgh".into(),
+        created_at: 7,
+        deleted_at: None,
+    }
+}
+
+async fn agents_round_trip_and_delete_once(storage: &dyn Storage) {
+    let a = agent("agent-1", 1, "admin");
+    let mut b = agent("agent-2", 2, "admin");
+    b.vault_ids = None;
+    b.expires_at = None;
+    b.token_ttl_seconds = None;
+    b.created_at = 8;
+    let other = agent("agent-3", 3, "someone");
+    for record in [&a, &b, &other] {
+        storage
+            .insert_agent(record, &event("agent.create"))
+            .await
+            .unwrap();
+    }
+    // The same key hash twice is refused, and its event is not recorded.
+    let before = head(storage).await;
+    assert!(
+        storage
+            .insert_agent(&agent("agent-4", 1, "admin"), &event("agent.create"))
+            .await
+            .is_err()
+    );
+    assert_eq!(head(storage).await, before);
+
+    assert_eq!(storage.get_agent("agent-1").await.unwrap(), Some(a.clone()));
+    assert_eq!(storage.get_agent("agent-2").await.unwrap(), Some(b.clone()));
+    assert_eq!(
+        storage.find_agent_by_hash(&[1; 32]).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        storage.list_agents("admin").await.unwrap(),
+        [a.clone(), b.clone()]
+    );
+
+    // Only its owner deletes it, once; a deleted agent is gone from reads and listings but its
+    // hash still resolves (so its key is refused as deleted, not as unknown).
+    assert!(
+        !storage
+            .delete_agent("someone", "agent-1", 20, &event("agent.delete"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .delete_agent("admin", "agent-1", 20, &event("agent.delete"))
+            .await
+            .unwrap()
+    );
+    let before = head(storage).await;
+    assert!(
+        !storage
+            .delete_agent("admin", "agent-1", 21, &event("agent.delete"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(head(storage).await, before);
+    assert_eq!(storage.get_agent("agent-1").await.unwrap(), None);
+    assert_eq!(storage.list_agents("admin").await.unwrap(), [b]);
+    let deleted = storage.find_agent_by_hash(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(deleted.deleted_at, Some(20));
+}
+
+fn policy(id: &str, principal_id: &str, created_at: i64) -> PolicyRecord {
+    PolicyRecord {
+        id: id.into(),
+        vault_id: "vault-1".into(),
+        secret_path_pattern: "db/**".into(),
+        principal_type: "agent".into(),
+        principal_id: principal_id.into(),
+        permissions: vec!["read".into()],
+        effect: "allow".into(),
+        priority: 0,
+        expires_at: None,
+        created_by: "admin".into(),
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+async fn policies_round_trip_update_and_delete_once(storage: &dyn Storage) {
+    let p1 = policy("policy-1", "agent-2", 10);
+    let p2 = policy("policy-2", "agent-2", 11);
+    let p3 = policy("policy-3", "agent-9", 12);
+    for record in [&p1, &p2, &p3] {
+        storage
+            .insert_policy(record, &event("policy.create"))
+            .await
+            .unwrap();
+    }
+    // A policy on a vault that does not exist is refused by the foreign key, with no event.
+    let before = head(storage).await;
+    let mut orphan = policy("policy-x", "agent-2", 13);
+    orphan.vault_id = "no-such-vault".into();
+    assert!(
+        storage
+            .insert_policy(&orphan, &event("policy.create"))
+            .await
+            .is_err()
+    );
+    assert_eq!(head(storage).await, before);
+
+    assert_eq!(
+        storage.get_policy("vault-1", "policy-1").await.unwrap(),
+        Some(p1.clone())
+    );
+    // A policy is only found through its own vault.
+    assert_eq!(
+        storage.get_policy("vault-l", "policy-1").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        storage.list_policies("vault-1").await.unwrap(),
+        [p1.clone(), p2.clone(), p3.clone()]
+    );
+    assert_eq!(
+        storage
+            .principal_policies("vault-1", "agent", "agent-2")
+            .await
+            .unwrap(),
+        [p1.clone(), p2.clone()]
+    );
+    assert!(
+        storage
+            .principal_policies("vault-1", "user", "agent-2")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An update replaces the rule and keeps the identity and the creation.
+    let mut updated = p2.clone();
+    updated.secret_path_pattern = "app/*".into();
+    updated.principal_type = "user".into();
+    updated.principal_id = "bob".into();
+    updated.permissions = vec!["read".into(), "write".into()];
+    updated.effect = "deny".into();
+    updated.priority = 7;
+    updated.expires_at = Some(99_000);
+    updated.updated_at = 30;
+    assert!(
+        storage
+            .update_policy(&updated, &event("policy.update"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        storage.get_policy("vault-1", "policy-2").await.unwrap(),
+        Some(updated.clone())
+    );
+    assert_eq!(
+        storage
+            .principal_policies("vault-1", "user", "bob")
+            .await
+            .unwrap(),
+        [updated.clone()]
+    );
+    // Updating or deleting through another vault, or a policy that does not exist, changes
+    // nothing and records nothing.
+    let before = head(storage).await;
+    let mut elsewhere = updated.clone();
+    elsewhere.vault_id = "vault-l".into();
+    assert!(
+        !storage
+            .update_policy(&elsewhere, &event("policy.update"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .delete_policy("vault-l", "policy-2", &event("policy.delete"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .delete_policy("vault-1", "policy-missing", &event("policy.delete"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(head(storage).await, before);
+    assert!(
+        storage
+            .delete_policy("vault-1", "policy-2", &event("policy.delete"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .delete_policy("vault-1", "policy-2", &event("policy.delete"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(storage.list_policies("vault-1").await.unwrap(), [p1, p3]);
+}
+
+async fn a_change_that_fails_records_no_event(storage: &dyn Storage) {
+    // An event id must be unique: an append that reuses one fails, and the change it was
+    // written with is rolled back with it (fail-closed).
+    let first = event("vault.create");
+    storage
+        .insert_vault(&vault("vault-f1"), &first)
+        .await
+        .unwrap();
+    let before = storage.audit_head().await.unwrap();
+    assert!(
+        storage
+            .insert_vault(&vault("vault-f2"), &first)
+            .await
+            .is_err()
+    );
+    assert_eq!(storage.get_vault("vault-f2").await.unwrap(), None);
+    assert_eq!(storage.audit_head().await.unwrap(), before);
+    // The chain goes on from where it was.
+    let next = storage.append_audit(&event("secret.read")).await.unwrap();
+    assert_eq!(next.seq, before.0 + 1);
+    assert_eq!(next.prev_hash, before.1);
+    assert_eq!(
+        storage.audit_head().await.unwrap(),
+        (next.seq, next.event_hash)
+    );
+}
+
+/// Many concurrent writers of every kind: the chain ends exactly as long as the number of
+/// successful changes, with no gap and no fork (checked link by link at the end of the suite).
+async fn concurrent_appends_form_one_gap_free_chain(storage: &Arc<dyn Storage>) {
+    const TASKS: u64 = 8;
+    const EACH: u64 = 6;
+    let before = head(&**storage).await;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let storage = Arc::clone(storage);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                match i % 3 {
+                    0 => {
+                        storage.append_audit(&event("secret.read")).await.unwrap();
+                    }
+                    1 => storage
+                        .insert_vault(&vault(&format!("vault-t{t}i{i}")), &event("vault.create"))
+                        .await
+                        .unwrap(),
+                    _ => {
+                        let new = version_at(
+                            &format!("vault-t{t}i{}", i - 1),
+                            "p",
+                            1,
+                            "",
+                            vec![share(1)],
+                        );
+                        storage
+                            .put_version(&new, &event("secret.write"))
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(head(&**storage).await, before + TASKS * EACH);
+}
+
+async fn audit_queries_filter_count_and_page(storage: &dyn Storage) {
+    let total = head(storage).await;
+    let all = AuditQuery {
+        limit: 1_000,
+        ..Default::default()
+    };
+    let (events, count) = storage.audit_events(&all).await.unwrap();
+    assert_eq!(count, total);
+    // Newest first.
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (1..=total).rev().collect();
+    assert_eq!(seqs, expected);
+
+    // Filters: action, actor, resource (or vault), time window; a page with the full count.
+    let mut marked = event("policy.evaluate");
+    marked.actor_id = "carol".into();
+    marked.resource_id = "policy-z".into();
+    marked.vault_id = Some("vault-z".into());
+    marked.occurred_at = 5_000_000;
+    let sealed = storage.append_audit(&marked).await.unwrap();
+    let by_action = AuditQuery {
+        action: Some("policy.evaluate".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let (found, count) = storage.audit_events(&by_action).await.unwrap();
+    assert_eq!(
+        (found.as_slice(), count),
+        (std::slice::from_ref(&sealed), 1)
+    );
+    for query in [
+        AuditQuery {
+            actor_id: Some("carol".into()),
+            limit: 10,
+            ..Default::default()
+        },
+        AuditQuery {
+            resource_id: Some("policy-z".into()),
+            limit: 10,
+            ..Default::default()
+        },
+        AuditQuery {
+            resource_id: Some("vault-z".into()),
+            limit: 10,
+            ..Default::default()
+        },
+        AuditQuery {
+            from: Some(5_000_000),
+            to: Some(5_000_000),
+            limit: 10,
+            ..Default::default()
+        },
+    ] {
+        let (found, count) = storage.audit_events(&query).await.unwrap();
+        assert_eq!(count, 1, "{query:?}");
+        assert_eq!(found, std::slice::from_ref(&sealed), "{query:?}");
+    }
+    let (page, count) = storage
+        .audit_events(&AuditQuery {
+            action: Some("vault.create".into()),
+            limit: 2,
+            offset: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(count > 3);
+    assert_eq!(page.len(), 2);
+    assert!(page[0].seq > page[1].seq);
+    assert!(page.iter().all(|e| e.event.action == "vault.create"));
+
+    // A user sees the events they performed and those of the vaults they created.
+    let mut by_bob = event("secret.read");
+    by_bob.actor_id = "bob".into();
+    by_bob.vault_id = Some("vault-c".into());
+    let bobs = storage.append_audit(&by_bob).await.unwrap();
+    let (visible, count) = storage
+        .audit_events(&AuditQuery {
+            visible_to: Some("bob".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((visible, count), (vec![bobs], 1));
+    let (_, admin_sees) = storage
+        .audit_events(&AuditQuery {
+            visible_to: Some("admin".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(admin_sees, head(storage).await - 1, "all but carol's event");
+
+    // The seq range of a time window.
+    assert_eq!(
+        storage
+            .audit_seq_range(Some(5_000_000), Some(5_000_000))
+            .await
+            .unwrap(),
+        Some((sealed.seq, sealed.seq))
+    );
+    assert_eq!(
+        storage
+            .audit_seq_range(Some(i64::MAX - 1), None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        storage.audit_seq_range(None, None).await.unwrap(),
+        Some((1, head(storage).await))
+    );
+}
+
+async fn checkpoints_are_stored_once(storage: &dyn Storage) {
+    assert_eq!(storage.latest_checkpoint().await.unwrap(), None);
+    let chain = storage.audit_chain(1, 3).await.unwrap();
+    let checkpoints: Vec<Checkpoint> = chain
+        .iter()
+        .map(|e| Checkpoint {
+            seq: e.seq,
+            event_id: e.event.id.clone(),
+            event_hash: e.event_hash,
+            created_at: 50 + i64::try_from(e.seq).unwrap(),
+            key_id: "0011223344556677".into(),
+            signature: vec![u8::try_from(e.seq).unwrap(); 64],
+        })
+        .collect();
+    for c in &checkpoints {
+        assert!(storage.insert_checkpoint(c).await.unwrap());
+    }
+    // A second checkpoint of the same head (another replica's) is not stored.
+    let mut again = checkpoints[1].clone();
+    again.signature = vec![0xff; 64];
+    assert!(!storage.insert_checkpoint(&again).await.unwrap());
+    assert_eq!(
+        storage.audit_checkpoints(2, 3).await.unwrap(),
+        checkpoints[1..]
+    );
+    assert_eq!(storage.audit_checkpoints(1, 3).await.unwrap(), checkpoints);
+    assert_eq!(
+        storage.latest_checkpoint().await.unwrap().as_ref(),
+        checkpoints.last()
+    );
+}
+
+/// Reads the whole chain in pages and checks every link: seq 1..=head without a gap, each
+/// `prev_hash` the previous `event_hash`, each `event_hash` the SHA-256 of the canonical
+/// encoding, and the head row pointing at the last event.
+async fn the_chain_links_every_event(storage: &dyn Storage) {
+    let (head_seq, head_hash) = storage.audit_head().await.unwrap();
+    let mut prev = GENESIS_HASH;
+    let mut next = 1;
+    loop {
+        let page = storage.audit_chain(next, 7).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            assert_eq!(e.seq, next);
+            assert_eq!(e.prev_hash, prev, "seq {next}");
+            let encoding = canonical_encoding(e.seq, &e.prev_hash, &e.event).unwrap();
+            let digest: [u8; 32] = sha2::Sha256::digest(&encoding).into();
+            assert_eq!(e.event_hash, digest, "seq {next}");
+            prev = e.event_hash;
+            next += 1;
+        }
+    }
+    assert_eq!(next - 1, head_seq);
+    assert_eq!(prev, head_hash);
 }
