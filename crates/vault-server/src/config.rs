@@ -229,6 +229,8 @@ struct RawConfig {
     log_format: Option<LogFormat>,
     audit_checkpoint_every_events: Option<u64>,
     audit_checkpoint_interval_secs: Option<u64>,
+    /// The organisation's billing tier (`free`, `pro`, `team`, `business`, `enterprise`).
+    tier: Option<String>,
     #[serde(default)]
     resilience: RawResilience,
     #[serde(default)]
@@ -270,6 +272,8 @@ pub struct Config {
     resilience: BTreeMap<String, ProviderResilience>,
     embedded_providers: bool,
     tls: Option<Tls>,
+    /// The organisation's billing tier; read only through `crate::treasury::organisation_tier`.
+    pub(crate) tier: custody_policy::BillingTier,
 }
 
 impl Config {
@@ -310,6 +314,7 @@ impl Config {
             resilience,
             embedded_providers: true,
             tls: None,
+            tier: custody_policy::BillingTier::Enterprise,
         }
     }
 
@@ -335,7 +340,7 @@ impl Config {
     /// Loads the configuration: the file if given, then `MPCVAULT_*` overrides from `env`
     /// (`MPCVAULT_LISTEN`, `MPCVAULT_DATA_DIR`, `MPCVAULT_MAX_VALUE_BYTES`,
     /// `MPCVAULT_REQUEST_TIMEOUT_SECS`, `MPCVAULT_TOKEN_TTL_SECS`, `MPCVAULT_LOG_FORMAT`,
-    /// `MPCVAULT_TLS_CERT_FILE`, `MPCVAULT_TLS_KEY_FILE`).
+    /// `MPCVAULT_TLS_CERT_FILE`, `MPCVAULT_TLS_KEY_FILE`, `MPCVAULT_TIER`).
     ///
     /// # Errors
     ///
@@ -391,6 +396,9 @@ impl Config {
         if let Some(v) = env.get("MPCVAULT_TLS_KEY_FILE") {
             raw.tls.key_file = Some(PathBuf::from(v));
         }
+        if let Some(v) = env.get("MPCVAULT_TIER") {
+            raw.tier = Some(v.clone());
+        }
         if let Some(v) = env.get("MPCVAULT_LOG_FORMAT") {
             raw.log_format = Some(match v.as_str() {
                 "text" => LogFormat::Text,
@@ -437,6 +445,14 @@ impl Config {
         }
         if let Some(format) = raw.log_format {
             config.log_format = format;
+        }
+        if let Some(tier) = raw.tier {
+            config.tier = tier.parse().map_err(|_| {
+                invalid(
+                    "tier",
+                    "use `free`, `pro`, `team`, `business` or `enterprise`",
+                )
+            })?;
         }
         if let Some(every) = raw.audit_checkpoint_every_events {
             if !(1..=1_000_000).contains(&every) {
@@ -496,6 +512,24 @@ impl Config {
             config.embedded_providers = false;
         }
         Ok(config)
+    }
+
+    /// Overrides the organisation's billing tier (default `enterprise`; set by `tier` in the
+    /// file or `MPCVAULT_TIER`). The tier chooses the treasury vault's custody when that vault
+    /// is created.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use custody_policy::BillingTier;
+    ///
+    /// let config = vault_server::Config::default_config().with_billing_tier(BillingTier::Pro);
+    /// # drop(config);
+    /// ```
+    #[must_use]
+    pub fn with_billing_tier(mut self, tier: custody_policy::BillingTier) -> Config {
+        self.tier = tier;
+        self
     }
 
     /// Overrides the listen address (tests bind port 0).

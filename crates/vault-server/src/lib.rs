@@ -23,6 +23,7 @@ mod routes;
 mod storage;
 mod time;
 mod tls;
+mod treasury;
 mod validate;
 
 pub use crate::app::{ServerError, VaultServer};
@@ -42,6 +43,6 @@ pub use crate::problem::ApiError;
 pub use crate::resilience::ProviderResilience;
 pub use crate::storage::{
     AgentRecord, ApiKeyRecord, AuditQuery, NewVersion, PolicyRecord, ShareRecord, SqliteStorage,
-    Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
+    Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord, WalletRecord,
 };
 pub use crate::validate::MAX_PATH_LEN;

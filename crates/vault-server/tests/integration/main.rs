@@ -25,4 +25,5 @@ mod secrets;
 mod storage;
 mod support;
 mod tls;
+mod treasury;
 mod vaults;
