@@ -233,6 +233,8 @@ struct RawConfig {
     database_acquire_timeout_secs: Option<u64>,
     audit_checkpoint_every_events: Option<u64>,
     audit_checkpoint_interval_secs: Option<u64>,
+    /// The organisation's billing tier (`free`, `pro`, `team`, `business`, `enterprise`).
+    tier: Option<String>,
     #[serde(default)]
     resilience: RawResilience,
     #[serde(default)]
@@ -275,6 +277,8 @@ pub struct Config {
     embedded_providers: bool,
     tls: Option<Tls>,
     database: Option<PostgresOptions>,
+    /// The organisation's billing tier; read only through `crate::treasury::organisation_tier`.
+    pub(crate) tier: custody_policy::BillingTier,
 }
 
 impl Config {
@@ -316,6 +320,7 @@ impl Config {
             embedded_providers: true,
             tls: None,
             database: None,
+            tier: custody_policy::BillingTier::Enterprise,
         }
     }
 
@@ -342,7 +347,7 @@ impl Config {
     /// (`MPCVAULT_LISTEN`, `MPCVAULT_DATA_DIR`, `MPCVAULT_MAX_VALUE_BYTES`,
     /// `MPCVAULT_REQUEST_TIMEOUT_SECS`, `MPCVAULT_TOKEN_TTL_SECS`, `MPCVAULT_LOG_FORMAT`,
     /// `MPCVAULT_TLS_CERT_FILE`, `MPCVAULT_TLS_KEY_FILE`, `MPCVAULT_DATABASE_URL`,
-    /// `MPCVAULT_DATABASE_MAX_CONNECTIONS`).
+    /// `MPCVAULT_DATABASE_MAX_CONNECTIONS`, `MPCVAULT_TIER`).
     ///
     /// # Errors
     ///
@@ -404,6 +409,9 @@ impl Config {
         if let Some(v) = env.get("MPCVAULT_DATABASE_MAX_CONNECTIONS") {
             raw.database_max_connections = Some(parse_env("MPCVAULT_DATABASE_MAX_CONNECTIONS", v)?);
         }
+        if let Some(v) = env.get("MPCVAULT_TIER") {
+            raw.tier = Some(v.clone());
+        }
         if let Some(v) = env.get("MPCVAULT_LOG_FORMAT") {
             raw.log_format = Some(match v.as_str() {
                 "text" => LogFormat::Text,
@@ -456,6 +464,14 @@ impl Config {
             raw.database_max_connections,
             raw.database_acquire_timeout_secs,
         )?;
+        if let Some(tier) = raw.tier {
+            config.tier = tier.parse().map_err(|_| {
+                invalid(
+                    "tier",
+                    "use `free`, `pro`, `team`, `business` or `enterprise`",
+                )
+            })?;
+        }
         if let Some(every) = raw.audit_checkpoint_every_events {
             if !(1..=1_000_000).contains(&every) {
                 return Err(invalid(
@@ -514,6 +530,24 @@ impl Config {
             config.embedded_providers = false;
         }
         Ok(config)
+    }
+
+    /// Overrides the organisation's billing tier (default `enterprise`; set by `tier` in the
+    /// file or `MPCVAULT_TIER`). The tier chooses the treasury vault's custody when that vault
+    /// is created.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use custody_policy::BillingTier;
+    ///
+    /// let config = vault_server::Config::default_config().with_billing_tier(BillingTier::Pro);
+    /// # drop(config);
+    /// ```
+    #[must_use]
+    pub fn with_billing_tier(mut self, tier: custody_policy::BillingTier) -> Config {
+        self.tier = tier;
+        self
     }
 
     /// Overrides the listen address (tests bind port 0).

@@ -23,6 +23,7 @@ mod routes;
 mod storage;
 mod time;
 mod tls;
+mod treasury;
 mod validate;
 
 pub use crate::app::{ServerError, VaultServer};
@@ -43,6 +44,6 @@ pub use crate::resilience::ProviderResilience;
 pub use crate::storage::{
     AgentRecord, ApiKeyRecord, AuditQuery, NewVersion, PolicyRecord, PostgresOptions,
     PostgresStorage, ShareRecord, SqliteStorage, Storage, StorageError, VaultCustodyRecord,
-    VaultRecord, VersionRecord,
+    VaultRecord, VersionRecord, WalletRecord,
 };
 pub use crate::validate::MAX_PATH_LEN;

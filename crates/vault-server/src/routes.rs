@@ -45,6 +45,7 @@ const PUT_ATTEMPTS: usize = 3;
 
 pub(crate) fn router(state: AppState) -> Router {
     use crate::audit::routes as audit;
+    use crate::treasury::routes as treasury;
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/health/hsm", get(health_hsm))
@@ -98,6 +99,21 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/checkpoints", post(audit::create_checkpoint))
         .route("/v1/audit/public-key", get(audit::public_key))
+        .route("/v1/treasury/wallets", get(treasury::list))
+        .route("/v1/treasury/wallets/generate", post(treasury::generate))
+        .route(
+            "/v1/treasury/wallets/{chain}",
+            get(treasury::get).delete(treasury::delete),
+        )
+        .route("/v1/treasury/wallets/{chain}/sign", post(treasury::sign))
+        .route(
+            "/v1/treasury/wallets/{chain}/export",
+            post(treasury::export),
+        )
+        .route(
+            "/v1/treasury/wallets/{chain}/rotate",
+            post(treasury::rotate),
+        )
         // Every route above is audited (the public ones are skipped inside); routes added
         // after this line would not be.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -108,7 +124,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn storage_error(err: StorageError) -> ApiError {
+pub(crate) fn storage_error(err: StorageError) -> ApiError {
     internal("storage failure", &err)
 }
 
@@ -589,6 +605,7 @@ pub(crate) async fn owned_vault(
         .map_err(storage_error)?
         .filter(|v| !who.agent && v.created_by == who.user_id && who.may_use(&v.id))
         .ok_or_else(|| ApiError::NotFound(format!("there is no vault with id {id:?}")))
+        .and_then(crate::treasury::refuse_system_vault)
 }
 
 /// How a caller may use a vault's secrets.
@@ -639,7 +656,11 @@ async fn secret_vault(
         .filter(|v| who.may_use(&v.id))
         .ok_or_else(not_found)?;
     if !who.agent && vault.created_by == who.user_id {
-        return Ok((vault, Access::Full));
+        return Ok((crate::treasury::refuse_system_vault(vault)?, Access::Full));
+    }
+    if crate::treasury::is_system_vault(&vault) {
+        // Nobody else can hold a policy on it (policy routes refuse it); answered as absent.
+        return Err(not_found());
     }
     let kind = if who.agent { "agent" } else { "user" };
     let policies = state
@@ -653,7 +674,7 @@ async fn secret_vault(
     Ok((vault, Access::Policies(policies)))
 }
 
-fn custody_error(err: CustodyError) -> ApiError {
+pub(crate) fn custody_error(err: CustodyError) -> ApiError {
     match err {
         CustodyError::MissingProviders { .. } => ApiError::ProvidersNotConfigured(err.to_string()),
         CustodyError::ModeAlreadySet { .. } => ApiError::Conflict(err.to_string()),
@@ -701,7 +722,7 @@ fn requested_mode(
     Ok(mode)
 }
 
-fn custody_record(mode: &CustodyMode) -> VaultCustodyRecord {
+pub(crate) fn custody_record(mode: &CustodyMode) -> VaultCustodyRecord {
     VaultCustodyRecord {
         mode: mode.to_string(),
         threshold: mode.threshold(),
@@ -727,6 +748,9 @@ pub(crate) async fn create_vault(
 ) -> Result<Response, ApiError> {
     principal.unscoped("create vaults")?;
     validate::name("name", &body.name, 128)?;
+    crate::treasury::refuse_reserved_name(&body.name)?;
+    // Vault quotas (when they come) count the caller's vaults except the system vault
+    // `__treasury-keys`: check it with `crate::treasury::is_system_vault`.
     let description = body.description.unwrap_or_default();
     if description.chars().count() > 1024 {
         return Err(ApiError::Validation(
@@ -774,7 +798,7 @@ pub(crate) async fn list_vaults(
         .map_err(storage_error)?;
     let vaults = vaults
         .iter()
-        .filter(|v| principal.may_use(&v.id))
+        .filter(|v| principal.may_use(&v.id) && !crate::treasury::is_system_vault(v))
         .map(vault_json)
         .collect();
     Ok(Json(VaultList { vaults }).into_response())
@@ -924,12 +948,83 @@ fn path_and_version(rest: &str) -> Result<(&str, u64), ApiError> {
     Ok((checked_path(path)?, version))
 }
 
-struct WriteOptions {
-    secret_type: String,
-    metadata: String,
-    metadata_json: Value,
-    expires_at: Option<i64>,
-    max_access_count: Option<u64>,
+pub(crate) struct WriteOptions {
+    pub(crate) secret_type: String,
+    pub(crate) metadata: String,
+    pub(crate) metadata_json: Value,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) max_access_count: Option<u64>,
+}
+
+/// Seals `value` as the next version of `path` under the vault's custody: the version to store
+/// and the client share (to return once, never stored) if the mode has one. Sets the version
+/// and custody mode in the audit detail.
+pub(crate) async fn seal_version(
+    state: &AppState,
+    audit: &AuditScope,
+    principal: &Principal,
+    vault: &VaultRecord,
+    path: &str,
+    value: &[u8],
+    options: &WriteOptions,
+) -> Result<(NewVersion, Option<ClientShare>), ApiError> {
+    let mode = match &vault.custody {
+        Some(c) => c
+            .mode
+            .parse::<CustodyMode>()
+            .map_err(|e| internal("stored custody mode", &e))?,
+        None => CustodyMode::standard(),
+    };
+    let next = state
+        .storage
+        .latest_version_number(&vault.id, path)
+        .await
+        .map_err(storage_error)?
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or_else(|| ApiError::Conflict("the secret has no version numbers left".into()))?;
+    let ctx = SecretContext::new(&vault.id, path, next, &options.secret_type, mode.clone())
+        .map_err(|e| internal("secret context", &e))?;
+    let sealed = state
+        .custodian
+        .seal(&ctx, value)
+        .await
+        .map_err(custody_error)?;
+    let (stored, client_share) = sealed.into_parts();
+    let (envelope, slots) = stored.into_parts();
+    let shares = slots
+        .iter()
+        .map(|slot| ShareRecord {
+            slot: slot.index().get(),
+            provider: slot.provider().as_str().to_owned(),
+            blob: slot.wrapped().map(<[u8]>::to_vec),
+        })
+        .collect();
+    let new = NewVersion {
+        new_secret_id: ids::new_id().map_err(|e| internal("random id", &e))?,
+        version: VersionRecord {
+            secret_id: String::new(),
+            version_id: ids::new_id().map_err(|e| internal("random id", &e))?,
+            vault_id: vault.id.clone(),
+            path: path.to_owned(),
+            version: next,
+            secret_type: options.secret_type.clone(),
+            custody_mode: mode.to_string(),
+            envelope,
+            metadata: options.metadata.clone(),
+            expires_at: options.expires_at,
+            max_access_count: options.max_access_count,
+            access_count: 0,
+            disabled: false,
+            deleted: false,
+            created_by: principal.user_id.clone(),
+            created_at: now_millis(),
+        },
+        shares,
+    };
+    audit.detail("version", json!(next));
+    audit.detail("custody_mode", json!(new.version.custody_mode));
+    Ok((new, client_share))
 }
 
 /// Seals `value` as the next version of `path` and stores it with all its shares in one
@@ -943,64 +1038,9 @@ async fn write_version(
     value: &[u8],
     options: WriteOptions,
 ) -> Result<Response, ApiError> {
-    let mode = match &vault.custody {
-        Some(c) => c
-            .mode
-            .parse::<CustodyMode>()
-            .map_err(|e| internal("stored custody mode", &e))?,
-        None => CustodyMode::standard(),
-    };
     for _ in 0..PUT_ATTEMPTS {
-        let next = state
-            .storage
-            .latest_version_number(&vault.id, path)
-            .await
-            .map_err(storage_error)?
-            .unwrap_or(0)
-            .checked_add(1)
-            .ok_or_else(|| ApiError::Conflict("the secret has no version numbers left".into()))?;
-        let ctx = SecretContext::new(&vault.id, path, next, &options.secret_type, mode.clone())
-            .map_err(|e| internal("secret context", &e))?;
-        let sealed = state
-            .custodian
-            .seal(&ctx, value)
-            .await
-            .map_err(custody_error)?;
-        let (stored, client_share) = sealed.into_parts();
-        let (envelope, slots) = stored.into_parts();
-        let shares = slots
-            .iter()
-            .map(|slot| ShareRecord {
-                slot: slot.index().get(),
-                provider: slot.provider().as_str().to_owned(),
-                blob: slot.wrapped().map(<[u8]>::to_vec),
-            })
-            .collect();
-        let now = now_millis();
-        let new = NewVersion {
-            new_secret_id: ids::new_id().map_err(|e| internal("random id", &e))?,
-            version: VersionRecord {
-                secret_id: String::new(),
-                version_id: ids::new_id().map_err(|e| internal("random id", &e))?,
-                vault_id: vault.id.clone(),
-                path: path.to_owned(),
-                version: next,
-                secret_type: options.secret_type.clone(),
-                custody_mode: mode.to_string(),
-                envelope,
-                metadata: options.metadata.clone(),
-                expires_at: options.expires_at,
-                max_access_count: options.max_access_count,
-                access_count: 0,
-                disabled: false,
-                deleted: false,
-                created_by: principal.user_id.clone(),
-                created_at: now,
-            },
-            shares,
-        };
-        audit.detail("version", json!(next));
-        audit.detail("custody_mode", json!(new.version.custody_mode));
+        let (new, client_share) =
+            seal_version(state, audit, principal, vault, path, value, &options).await?;
         match state.storage.put_version(&new, &audit.success()?).await {
             Ok(stored) => {
                 audit.mark_audited();
@@ -1122,16 +1162,16 @@ fn metadata_value(record: &VersionRecord) -> Value {
     serde_json::from_str(&record.metadata).unwrap_or_else(|_| json!({}))
 }
 
-/// Reads one version: checks it is readable, opens it through the custodian with the client
-/// share if its mode has one, counts the access, answers with the value.
-async fn read_version(
+/// Opens one version: checks it is readable, opens it through the custodian with the client
+/// share (from `X-Client-Share`) if its mode has one. The caller counts the access with
+/// `record_access` before answering.
+pub(crate) async fn open_version(
     state: &AppState,
-    audit: &AuditScope,
     vault: &VaultRecord,
     path: &str,
     version: Option<u64>,
     headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<(VersionRecord, custody_policy::Opened), ApiError> {
     let (record, shares) = state
         .storage
         .get_version(&vault.id, path, version)
@@ -1192,6 +1232,19 @@ async fn read_version(
     if !opened.report().liars().is_empty() {
         tracing::warn!(liars = %opened.report().liars(), secret = path, "providers returned wrong shares");
     }
+    Ok((record, opened))
+}
+
+/// Reads one version: opens it, counts the access, answers with the value.
+async fn read_version(
+    state: &AppState,
+    audit: &AuditScope,
+    vault: &VaultRecord,
+    path: &str,
+    version: Option<u64>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (record, opened) = open_version(state, vault, path, version, headers).await?;
     // Counted after a successful open, with a conditional update: a failed read costs no
     // access, and concurrent reads cannot exceed the maximum together.
     audit.detail("version", json!(record.version));

@@ -23,7 +23,7 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{
     AgentRecord, ApiKeyRecord, AuditQuery, NewVersion, PolicyRecord, ShareRecord, Storage,
-    StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
+    StorageError, VaultCustodyRecord, VaultRecord, VersionRecord, WalletRecord,
 };
 use crate::audit::{AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
 
@@ -773,6 +773,117 @@ async fn insert_policy_row(
     Ok(())
 }
 
+fn wallet(row: &PgRow) -> Result<WalletRecord, StorageError> {
+    Ok(WalletRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        vault_id: row.try_get("vault_id")?,
+        chain: row.try_get("chain")?,
+        curve: row.try_get("curve")?,
+        public_key_hex: row.try_get("public_key_hex")?,
+        address: row.try_get("address")?,
+        is_active: row.try_get("is_active")?,
+        secret_path: row.try_get("secret_path")?,
+        secret_version: to_u64("treasury_wallets", row.try_get("secret_version")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Deactivates the active wallet `id`; false if it is no longer active. Under READ COMMITTED a
+/// concurrent rotation or delete of the same wallet blocks on the row lock, then re-checks
+/// `is_active` after the first commits and finds nothing to change.
+async fn deactivate_wallet_row(
+    conn: &mut PgConnection,
+    id: &str,
+    at: i64,
+) -> Result<bool, StorageError> {
+    let done = sqlx::query(
+        "UPDATE treasury_wallets SET is_active = FALSE, deactivated_at = $1 \
+         WHERE id = $2 AND is_active",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores a wallet: the rotated one (if any) deactivated, its key as the next version of its
+/// secret, the older versions deleted on a rotation, and the metadata row; the caller appends
+/// the audit event in the same transaction.
+async fn put_wallet_rows(
+    conn: &mut PgConnection,
+    new: &NewVersion,
+    wallet: &WalletRecord,
+    replaces: Option<&str>,
+) -> Result<VersionRecord, StorageError> {
+    if let Some(old) = replaces
+        && !deactivate_wallet_row(&mut *conn, old, wallet.created_at).await?
+    {
+        // Rotated or deleted by a concurrent request.
+        return Err(StorageError::Conflict);
+    }
+    let stored = put_version_rows(&mut *conn, new).await?;
+    if replaces.is_some() {
+        // The replaced key must not be readable any more: every older version goes.
+        sqlx::query(
+            "UPDATE secret_versions SET deleted = TRUE WHERE secret_id = $1 AND version < $2",
+        )
+        .bind(&stored.secret_id)
+        .bind(to_i64(stored.version)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO treasury_wallets (id, user_id, vault_id, chain, curve, public_key_hex, \
+         address, is_active, secret_path, secret_version, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8, $9, $10)",
+    )
+    .bind(&wallet.id)
+    .bind(&wallet.user_id)
+    .bind(&wallet.vault_id)
+    .bind(&wallet.chain)
+    .bind(&wallet.curve)
+    .bind(&wallet.public_key_hex)
+    .bind(&wallet.address)
+    .bind(&wallet.secret_path)
+    .bind(to_i64(wallet.secret_version)?)
+    .bind(wallet.created_at)
+    .execute(&mut *conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(stored),
+        // The chain already has an active wallet: a concurrent generate committed first (the
+        // unique index made this insert wait for it).
+        Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deactivates a wallet and deletes every version of its key secret, appending `audit` only
+/// when the wallet was still active.
+async fn delete_wallet_rows(
+    conn: &mut PgConnection,
+    key: &AuditKey,
+    wallet: &WalletRecord,
+    at: i64,
+    audit: &NewAuditEvent,
+) -> Result<bool, StorageError> {
+    if !deactivate_wallet_row(&mut *conn, &wallet.id, at).await? {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE secret_versions SET deleted = TRUE WHERE NOT deleted AND secret_id = \
+         (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
+    )
+    .bind(&wallet.vault_id)
+    .bind(&wallet.secret_path)
+    .execute(&mut *conn)
+    .await?;
+    append(conn, key, audit).await?;
+    Ok(true)
+}
+
 /// Wraps a transaction body written against `&mut PgConnection` as a [`TxBody`].
 macro_rules! tx_body {
     (|$conn:ident| $body:expr) => {
@@ -1486,6 +1597,48 @@ impl Storage for PostgresStorage {
             .as_ref()
             .map(checkpoint)
             .transpose()
+    }
+
+    async fn put_wallet(
+        &self,
+        new: &NewVersion,
+        wallet: &WalletRecord,
+        replaces: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<VersionRecord, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| async {
+            let stored = put_wallet_rows(&mut *conn, new, wallet, replaces).await?;
+            append(conn, audit_key, audit).await?;
+            Ok(stored)
+        }))
+        .await
+    }
+
+    async fn list_wallets(&self, user_id: &str) -> Result<Vec<WalletRecord>, StorageError> {
+        sqlx::query(
+            "SELECT * FROM treasury_wallets WHERE user_id = $1 AND is_active \
+             ORDER BY created_at, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(wallet)
+        .collect()
+    }
+
+    async fn delete_wallet(
+        &self,
+        wallet: &WalletRecord,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let audit_key = &*self.audit_key;
+        self.write(tx_body!(|conn| delete_wallet_rows(
+            conn, audit_key, wallet, at, audit
+        )))
+        .await
     }
 
     async fn close(&self) {

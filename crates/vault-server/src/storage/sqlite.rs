@@ -16,7 +16,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
     AgentRecord, ApiKeyRecord, AuditQuery, NewVersion, PolicyRecord, ShareRecord, Storage,
-    StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
+    StorageError, VaultCustodyRecord, VaultRecord, VersionRecord, WalletRecord,
 };
 use crate::audit::{AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
 
@@ -509,6 +509,78 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// Inserts a version (creating its secret row on first use) with its shares, inside `tx`;
+/// [`StorageError::Conflict`] if another write took the version number.
+async fn insert_version(
+    tx: &mut Transaction<'_, Sqlite>,
+    new: &NewVersion,
+) -> Result<VersionRecord, StorageError> {
+    let v = &new.version;
+    sqlx::query(
+        "INSERT INTO secrets (id, vault_id, path, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (vault_id, path) DO NOTHING",
+    )
+    .bind(&new.new_secret_id)
+    .bind(&v.vault_id)
+    .bind(&v.path)
+    .bind(v.created_at)
+    .execute(&mut **tx)
+    .await?;
+    let secret_id: String =
+        sqlx::query_scalar("SELECT id FROM secrets WHERE vault_id = $1 AND path = $2")
+            .bind(&v.vault_id)
+            .bind(&v.path)
+            .fetch_one(&mut **tx)
+            .await?;
+    let inserted = sqlx::query(
+            "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
+             envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
+             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10, $11)",
+        )
+        .bind(&v.version_id)
+        .bind(&secret_id)
+        .bind(to_i64(v.version)?)
+        .bind(&v.secret_type)
+        .bind(&v.custody_mode)
+        .bind(&v.envelope)
+        .bind(&v.metadata)
+        .bind(v.expires_at)
+        .bind(v.max_access_count.map(to_i64).transpose()?)
+        .bind(&v.created_by)
+        .bind(v.created_at)
+        .execute(&mut **tx)
+        .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
+        Err(e) => return Err(e.into()),
+    }
+    insert_shares(tx, &v.vault_id, &v.version_id, &new.shares).await?;
+    let mut stored = v.clone();
+    stored.secret_id = secret_id;
+    stored.access_count = 0;
+    stored.disabled = false;
+    stored.deleted = false;
+    Ok(stored)
+}
+
+fn wallet(row: &SqliteRow) -> Result<WalletRecord, StorageError> {
+    let active: i64 = row.try_get("is_active")?;
+    Ok(WalletRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        vault_id: row.try_get("vault_id")?,
+        chain: row.try_get("chain")?,
+        curve: row.try_get("curve")?,
+        public_key_hex: row.try_get("public_key_hex")?,
+        address: row.try_get("address")?,
+        is_active: active != 0,
+        secret_path: row.try_get("secret_path")?,
+        secret_version: to_u64("treasury_wallets", row.try_get("secret_version")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
 async fn insert_shares(
     tx: &mut Transaction<'_, Sqlite>,
     vault_id: &str,
@@ -793,56 +865,113 @@ impl Storage for SqliteStorage {
         new: &NewVersion,
         audit: &NewAuditEvent,
     ) -> Result<VersionRecord, StorageError> {
-        let v = &new.version;
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO secrets (id, vault_id, path, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (vault_id, path) DO NOTHING",
-        )
-        .bind(&new.new_secret_id)
-        .bind(&v.vault_id)
-        .bind(&v.path)
-        .bind(v.created_at)
-        .execute(&mut *tx)
-        .await?;
-        let secret_id: String =
-            sqlx::query_scalar("SELECT id FROM secrets WHERE vault_id = $1 AND path = $2")
-                .bind(&v.vault_id)
-                .bind(&v.path)
-                .fetch_one(&mut *tx)
-                .await?;
+        let stored = insert_version(&mut tx, new).await?;
+        append(&mut tx, &self.audit_key, audit).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn put_wallet(
+        &self,
+        new: &NewVersion,
+        wallet: &WalletRecord,
+        replaces: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<VersionRecord, StorageError> {
+        let mut tx = self.write_tx().await?;
+        if let Some(old) = replaces {
+            let done = sqlx::query(
+                "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
+                 WHERE id = $2 AND is_active = 1",
+            )
+            .bind(wallet.created_at)
+            .bind(old)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                // Rotated or deleted by a concurrent request.
+                return Err(StorageError::Conflict);
+            }
+        }
+        let stored = insert_version(&mut tx, new).await?;
+        if replaces.is_some() {
+            // The replaced key must not be readable any more: every older version goes.
+            sqlx::query(
+                "UPDATE secret_versions SET deleted = 1 WHERE secret_id = $1 AND version < $2",
+            )
+            .bind(&stored.secret_id)
+            .bind(to_i64(stored.version)?)
+            .execute(&mut *tx)
+            .await?;
+        }
         let inserted = sqlx::query(
-            "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
-             envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
-             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10, $11)",
+            "INSERT INTO treasury_wallets (id, user_id, vault_id, chain, curve, public_key_hex, \
+             address, is_active, secret_path, secret_version, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
         )
-        .bind(&v.version_id)
-        .bind(&secret_id)
-        .bind(to_i64(v.version)?)
-        .bind(&v.secret_type)
-        .bind(&v.custody_mode)
-        .bind(&v.envelope)
-        .bind(&v.metadata)
-        .bind(v.expires_at)
-        .bind(v.max_access_count.map(to_i64).transpose()?)
-        .bind(&v.created_by)
-        .bind(v.created_at)
+        .bind(&wallet.id)
+        .bind(&wallet.user_id)
+        .bind(&wallet.vault_id)
+        .bind(&wallet.chain)
+        .bind(&wallet.curve)
+        .bind(&wallet.public_key_hex)
+        .bind(&wallet.address)
+        .bind(&wallet.secret_path)
+        .bind(to_i64(wallet.secret_version)?)
+        .bind(wallet.created_at)
         .execute(&mut *tx)
         .await;
         match inserted {
             Ok(_) => {}
+            // The chain already has an active wallet (a concurrent generate).
             Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
             Err(e) => return Err(e.into()),
         }
-        insert_shares(&mut tx, &v.vault_id, &v.version_id, &new.shares).await?;
         append(&mut tx, &self.audit_key, audit).await?;
         tx.commit().await?;
-        let mut stored = v.clone();
-        stored.secret_id = secret_id;
-        stored.access_count = 0;
-        stored.disabled = false;
-        stored.deleted = false;
         Ok(stored)
+    }
+
+    async fn list_wallets(&self, user_id: &str) -> Result<Vec<WalletRecord>, StorageError> {
+        sqlx::query(
+            "SELECT * FROM treasury_wallets WHERE user_id = $1 AND is_active = 1 \
+             ORDER BY created_at, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(wallet)
+        .collect()
+    }
+
+    async fn delete_wallet(
+        &self,
+        wallet: &WalletRecord,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
+             WHERE id = $2 AND is_active = 1",
+        )
+        .bind(at)
+        .bind(&wallet.id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            sqlx::query(
+                "UPDATE secret_versions SET deleted = 1 WHERE deleted = 0 AND secret_id = \
+                 (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
+            )
+            .bind(&wallet.vault_id)
+            .bind(&wallet.secret_path)
+            .execute(&mut *tx)
+            .await?;
+        }
+        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
     }
 
     async fn get_version(

@@ -33,4 +33,5 @@ mod secrets;
 mod storage;
 mod support;
 mod tls;
+mod treasury;
 mod vaults;
