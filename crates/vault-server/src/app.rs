@@ -21,7 +21,9 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::auth::{ApiKeySecret, JwtKeys, KeyFileError};
 use crate::config::{Config, ProviderConfig};
+use crate::metrics::Metrics;
 use crate::problem::{ApiError, PROBLEM_JSON};
+use crate::rate_limit::{PeerAddr, RateLimiter};
 use crate::routes;
 use crate::storage::{ApiKeyRecord, SqliteStorage, Storage, StorageError};
 use crate::time::now_millis;
@@ -71,6 +73,10 @@ pub(crate) struct State {
     pub(crate) providers: Vec<ServerProvider>,
     pub(crate) jwt: JwtKeys,
     pub(crate) config: Config,
+    /// The Prometheus series (shared with the metered providers).
+    pub(crate) metrics: Metrics,
+    /// The token buckets; `None` when rate limiting is off.
+    pub(crate) limiter: Option<RateLimiter>,
 }
 
 /// A configured provider as the server runs it: inside its resilience layers (retry →
@@ -170,6 +176,15 @@ impl VaultServer {
         mut instrument: impl FnMut(&str, Arc<dyn KeyProvider>) -> Arc<dyn KeyProvider>,
     ) -> Result<VaultServer, ServerError> {
         let storage = SqliteStorage::open(config.data_dir()).await?;
+        // CMEK keys never survive a restart, so a job that was running cannot go on by itself.
+        let paused = storage.pause_running_cmek_jobs().await?;
+        if paused > 0 {
+            tracing::warn!(
+                jobs = paused,
+                "CMEK rotation jobs paused by the restart; clients resume them by sending their keys again"
+            );
+        }
+        let metrics = Metrics::new();
         let mut providers: Vec<ServerProvider> = Vec::new();
         for (name, provider) in config.providers() {
             let built = instrument(name, build_provider(&config, name, provider).await?);
@@ -191,7 +206,8 @@ impl VaultServer {
         for provider in &providers {
             let layered: Arc<dyn KeyProvider> =
                 Arc::clone(&provider.layered) as Arc<dyn KeyProvider>;
-            builder = builder.shared_provider(layered);
+            // Metered outside the layers: the metrics see each call as the custodian does.
+            builder = builder.shared_provider(metrics.meter(layered));
         }
         let custodian = builder
             .build()
@@ -203,7 +219,9 @@ impl VaultServer {
                 custodian,
                 providers,
                 jwt,
+                limiter: config.rate_limit().cloned().map(RateLimiter::new),
                 config,
+                metrics,
             }),
         })
     }
@@ -252,6 +270,7 @@ impl VaultServer {
         let state = Arc::clone(&self.state);
         let limit = state.config.body_limit_bytes();
         let timeout = state.config.request_timeout();
+        let state_metrics = state.metrics.clone();
         routes::router(state)
             .layer(DefaultBodyLimit::max(limit))
             .layer(TimeoutLayer::with_status_code(
@@ -260,6 +279,11 @@ impl VaultServer {
             ))
             // Outside the timeout, so that its bare 408 becomes a problem too.
             .layer(axum::middleware::map_response(problem_for_bare_errors))
+            // Every answer, the timeout's included, is counted by route template and status.
+            .layer(axum::middleware::from_fn_with_state(
+                state_metrics,
+                crate::metrics::track_requests,
+            ))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|request: &Request<Body>| {
@@ -316,14 +340,21 @@ impl VaultServer {
             Some(tls) => {
                 let listener =
                     crate::tls::TlsListener::new(listener, Arc::clone(&tls.server_config))?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await?;
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await?;
             }
             None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await?;
+                // The peer address is what unauthenticated requests are rate-limited by.
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await?;
             }
         }
         self.close().await;
@@ -344,6 +375,24 @@ impl VaultServer {
     /// ```
     pub async fn close(&self) {
         self.state.storage.close().await;
+    }
+
+    /// The server's metrics (what `GET /metrics` serves). The audit trail reports failed
+    /// writes here with [`Metrics::audit_write_failed`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let server = vault_server::VaultServer::open(vault_server::Config::default_config().with_data_dir(dir.path())).await?;
+    /// assert!(server.metrics().render().contains("mpc_vault_audit_write_failures_total 0"));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
     }
 
     /// The configuration the server runs with.

@@ -69,12 +69,51 @@ pub(crate) fn router(state: AppState) -> Router {
             post(disable_version),
         )
         .route("/v1/vaults/{id}/secret-rotate/{*path}", post(rotate_secret))
+        .route(
+            "/v1/vaults/{id}/cmek",
+            post(crate::cmek_routes::enable_cmek).delete(crate::cmek_routes::disable_cmek),
+        )
+        .route(
+            "/v1/vaults/{id}/cmek-rotate",
+            post(crate::cmek_routes::start_rotation),
+        )
+        .route(
+            "/v1/vaults/{id}/cmek-rotate/{job_id}",
+            get(crate::cmek_routes::rotation_status),
+        )
+        .route("/metrics", get(crate::metrics::serve_metrics))
+        // Route layers run after routing: the rate limit sees the route, and the route
+        // template is recorded for the request metrics even when the limit refuses.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate_limit::enforce,
+        ))
+        .route_layer(axum::middleware::from_fn(crate::metrics::record_route))
         .fallback(not_found)
         .with_state(state)
 }
 
 fn storage_error(err: StorageError) -> ApiError {
     internal("storage failure", &err)
+}
+
+/// A write refused at the tier's limit becomes 403 `resource-limit-exceeded` (and is counted);
+/// any other storage failure is internal.
+pub(crate) fn quota_or_storage_error(state: &AppState, err: StorageError) -> ApiError {
+    let resource = match &err {
+        StorageError::LimitReached { resource, .. } => Some(*resource),
+        _ => None,
+    };
+    match state.config.limits().limit_error(err) {
+        Ok(refusal) => {
+            if let Some(resource) = resource {
+                state.metrics.quota_refused(resource);
+            }
+            // audit: quota.refused (resource, limit)
+            refusal
+        }
+        Err(other) => storage_error(other),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -86,17 +125,41 @@ pub(crate) struct Principal {
     user_id: String,
     /// The vaults a scoped key may use; `None` for every vault of the user.
     scope: Option<Vec<String>>,
+    /// The rate-limit bucket: the API key (access tokens count against their key).
+    rate_key: String,
+}
+
+/// The result of authenticating a request in the rate-limit layer, handed to the handler's
+/// `Principal` extractor so that a request is authenticated once.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedAuth(std::sync::Arc<std::sync::Mutex<Option<Result<Principal, ApiError>>>>);
+
+impl CachedAuth {
+    pub(crate) fn new(auth: Result<Principal, ApiError>) -> CachedAuth {
+        CachedAuth(std::sync::Arc::new(std::sync::Mutex::new(Some(auth))))
+    }
+
+    fn take(&self) -> Option<Result<Principal, ApiError>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl Principal {
-    fn may_use(&self, vault_id: &str) -> bool {
+    pub(crate) fn rate_key(&self) -> &str {
+        &self.rate_key
+    }
+
+    pub(crate) fn may_use(&self, vault_id: &str) -> bool {
         self.scope
             .as_ref()
             .is_none_or(|vaults| vaults.iter().any(|v| v == vault_id))
     }
 
     /// Refuses actions beyond a scoped key's vaults' secrets.
-    fn unscoped(&self, action: &str) -> Result<(), ApiError> {
+    pub(crate) fn unscoped(&self, action: &str) -> Result<(), ApiError> {
         if self.scope.is_some() {
             return Err(ApiError::Forbidden(format!(
                 "this API key is scoped to specific vaults and cannot {action}; use an unscoped key"
@@ -113,6 +176,13 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(cached) = parts
+            .extensions
+            .get::<CachedAuth>()
+            .and_then(CachedAuth::take)
+        {
+            return cached;
+        }
         let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
             ApiError::Unauthorized(
                 "send `Authorization: Bearer <token>` with an API key (1ck_…) or an access token \
@@ -141,6 +211,7 @@ impl FromRequestParts<AppState> for Principal {
                     ApiError::Unauthorized("the API key is not valid or was revoked".into())
                 })?;
             return Ok(Principal {
+                rate_key: crate::rate_limit::key_principal(&key.id),
                 user_id: key.user_id,
                 scope: key.vault_scope,
             });
@@ -162,6 +233,7 @@ impl FromRequestParts<AppState> for Principal {
             .filter(|k| k.revoked_at.is_none() && k.user_id == claims.sub)
             .ok_or_else(invalid_token)?;
         Ok(Principal {
+            rate_key: crate::rate_limit::key_principal(&key.id),
             user_id: key.user_id,
             scope: key.vault_scope,
         })
@@ -455,7 +527,7 @@ async fn not_found() -> ApiError {
 // ---------------------------------------------------------------------------------------------
 // Vaults
 
-fn vault_json(vault: &VaultRecord) -> Vault {
+pub(crate) fn vault_json(vault: &VaultRecord) -> Vault {
     Vault {
         id: vault.id.clone(),
         name: vault.name.clone(),
@@ -470,7 +542,11 @@ fn vault_json(vault: &VaultRecord) -> Vault {
 }
 
 /// The caller's vault, or 404 (another user's vault is indistinguishable from none).
-async fn owned_vault(state: &AppState, who: &Principal, id: &str) -> Result<VaultRecord, ApiError> {
+pub(crate) async fn owned_vault(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<VaultRecord, ApiError> {
     state
         .storage
         .get_vault(id)
@@ -480,7 +556,7 @@ async fn owned_vault(state: &AppState, who: &Principal, id: &str) -> Result<Vaul
         .ok_or_else(|| ApiError::NotFound(format!("there is no vault with id {id:?}")))
 }
 
-fn custody_error(err: CustodyError) -> ApiError {
+pub(crate) fn custody_error(err: CustodyError) -> ApiError {
     match err {
         CustodyError::MissingProviders { .. } => ApiError::ProvidersNotConfigured(err.to_string()),
         CustodyError::ModeAlreadySet { .. } => ApiError::Conflict(err.to_string()),
@@ -525,6 +601,7 @@ fn requested_mode(
         mode = mode.with_providers(providers).map_err(custody_error)?;
     }
     state.custodian.check_mode(&mode).map_err(custody_error)?;
+    state.config.limits().check_mode(&mode)?;
     Ok(mode)
 }
 
@@ -543,7 +620,7 @@ fn custody_record(mode: &CustodyMode) -> VaultCustodyRecord {
     post, path = "/v1/vaults", tag = "vaults", security(("bearer" = [])), request_body = CreateVaultRequest,
     responses(
         (status = 201, description = "The new vault", body = Vault),
-        (status = 403, description = "A scoped key cannot create vaults", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A scoped key cannot create vaults; the tier's vault limit is reached (`resource-limit-exceeded`) or its custody modes exclude this one (`custody-mode-not-allowed`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_vault(
@@ -572,11 +649,14 @@ pub(crate) async fn create_vault(
         cmek_enabled: false,
         custody,
     };
-    state
+    let limits = state.config.limits();
+    if let Err(err) = state
         .storage
-        .insert_vault(&vault)
+        .insert_vault_within(&vault, limits.limits().max_vaults())
         .await
-        .map_err(storage_error)?;
+    {
+        return Err(quota_or_storage_error(&state, err));
+    }
     Ok((StatusCode::CREATED, Json(vault_json(&vault))).into_response())
 }
 
@@ -643,6 +723,7 @@ pub(crate) async fn delete_vault(
     params(("id" = String, Path, description = "Vault id")),
     responses(
         (status = 200, description = "The vault with its custody mode", body = Vault),
+        (status = 403, description = "The tier's custody modes exclude this one (`custody-mode-not-allowed`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The vault already has another mode", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -803,10 +884,13 @@ async fn write_version(
                 deleted: false,
                 created_by: principal.user_id.clone(),
                 created_at: now,
+                // Set by the store from the vault, in the same statement as the insert.
+                cmek_fingerprint: None,
             },
             shares,
         };
-        match state.storage.put_version(&new).await {
+        let max_secrets = state.config.limits().limits().max_secrets();
+        match state.storage.put_version_within(&new, max_secrets).await {
             Ok(stored) => {
                 // The client share is returned once, here, and never stored.
                 let client_share =
@@ -819,12 +903,13 @@ async fn write_version(
                     metadata: options.metadata_json,
                     created_at: rfc3339(stored.created_at),
                     expires_at: stored.expires_at.map(rfc3339),
+                    cmek_encrypted: stored.cmek_fingerprint.is_some(),
                     client_share,
                 };
                 return Ok((StatusCode::CREATED, Json(out)).into_response());
             }
             Err(StorageError::Conflict) => {}
-            Err(e) => return Err(storage_error(e)),
+            Err(e) => return Err(quota_or_storage_error(state, e)),
         }
     }
     Err(ApiError::Conflict(
@@ -837,6 +922,7 @@ async fn write_version(
     params(("id" = String, Path, description = "Vault id"), ("path" = String, Path, description = "Secret path (`/` may be sent as `%2F`)")),
     responses(
         (status = 201, description = "The new version; `client_share` in modes with a client slot", body = SecretWritten),
+        (status = 403, description = "A new secret past the tier's secret limit (`resource-limit-exceeded`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Concurrent writes kept taking the next version", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -981,6 +1067,7 @@ async fn read_version(
         .open(&ctx, &stored, client_share.as_ref())
         .await
         .map_err(custody_error)?;
+    state.metrics.record_read(opened.report());
     if !opened.report().liars().is_empty() {
         tracing::warn!(liars = %opened.report().liars(), secret = path, "providers returned wrong shares");
     }
@@ -1009,6 +1096,7 @@ async fn read_version(
         created_by: record.created_by,
         created_at: rfc3339(record.created_at),
         expires_at: record.expires_at.map(rfc3339),
+        cmek_encrypted: record.cmek_fingerprint.is_some(),
     };
     // `Cache-Control: no-store` is set on every answer by the middleware in `app()`.
     Ok(Json(body).into_response())
@@ -1102,6 +1190,7 @@ fn summary_json(record: &VersionRecord) -> SecretSummary {
         metadata: metadata_value(record),
         created_at: rfc3339(record.created_at),
         expires_at: record.expires_at.map(rfc3339),
+        cmek_encrypted: record.cmek_fingerprint.is_some(),
     }
 }
 

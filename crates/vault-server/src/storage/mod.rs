@@ -5,6 +5,10 @@ mod sqlite;
 
 pub use sqlite::SqliteStorage;
 
+mod cmek;
+
+pub use cmek::{CmekJobRecord, CmekJobStatus};
+
 use async_trait::async_trait;
 
 /// A storage failure.
@@ -38,6 +42,16 @@ pub enum StorageError {
     /// The data directory could not be created.
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The write would take the organisation past its tier's limit on `resource`; nothing was
+    /// written. The count is taken in the same statement or transaction as the write, so two
+    /// concurrent writes at the limit cannot both pass.
+    #[error("the limit of {limit} {resource} is reached")]
+    LimitReached {
+        /// What is counted: `vaults`, `secrets` (or `agents`).
+        resource: &'static str,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// A stored API key (its hash only).
@@ -149,7 +163,7 @@ pub struct ShareRecord {
 ///     path: "db/password".into(), version: 1, secret_type: "generic".into(),
 ///     custody_mode: "standard".into(), envelope: vec![], metadata: "{}".into(),
 ///     expires_at: None, max_access_count: None, access_count: 0, disabled: false,
-///     deleted: false, created_by: "admin".into(), created_at: 0,
+///     deleted: false, created_by: "admin".into(), created_at: 0, cmek_fingerprint: None,
 /// };
 /// assert_eq!(v.version, 1);
 /// ```
@@ -187,6 +201,11 @@ pub struct VersionRecord {
     pub created_by: String,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// For a CMEK value, the fingerprint (SHA-256, lowercase hex) of the client key it was
+    /// encrypted with; `None` for other values. On write the store takes it from the vault in
+    /// the same statement (the field is ignored there), so the flag cannot disagree with the
+    /// vault's CMEK state at the moment of the write.
+    pub cmek_fingerprint: Option<String>,
 }
 
 /// A version to write, with all its shares.
@@ -199,7 +218,7 @@ pub struct VersionRecord {
 /// #     path: "db/password".into(), version: 1, secret_type: "generic".into(),
 /// #     custody_mode: "standard".into(), envelope: vec![], metadata: "{}".into(),
 /// #     expires_at: None, max_access_count: None, access_count: 0, disabled: false,
-/// #     deleted: false, created_by: "admin".into(), created_at: 0,
+/// #     deleted: false, created_by: "admin".into(), created_at: 0, cmek_fingerprint: None,
 /// # };
 /// let new = vault_server::NewVersion {
 ///     new_secret_id: "s1".into(),
@@ -251,8 +270,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Revokes a user's key; false if there is no such unrevoked key.
     async fn revoke_api_key(&self, user_id: &str, id: &str, at: i64) -> Result<bool, StorageError>;
 
-    /// Stores a new vault.
-    async fn insert_vault(&self, vault: &VaultRecord) -> Result<(), StorageError>;
+    /// Stores a new vault (no limit on the number of vaults).
+    async fn insert_vault(&self, vault: &VaultRecord) -> Result<(), StorageError> {
+        self.insert_vault_within(vault, None).await
+    }
+    /// Stores a new vault unless the organisation already has `max_vaults` live vaults:
+    /// [`StorageError::LimitReached`] then. The count and the insert are atomic.
+    async fn insert_vault_within(
+        &self,
+        vault: &VaultRecord,
+        max_vaults: Option<u64>,
+    ) -> Result<(), StorageError>;
     /// A vault that is not deleted.
     async fn get_vault(&self, id: &str) -> Result<Option<VaultRecord>, StorageError>;
     /// A user's vaults that are not deleted, oldest first.
@@ -275,7 +303,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<u64>, StorageError>;
     /// Writes a version and all its shares in one transaction, creating the secret if needed.
     /// [`StorageError::Conflict`] if that version number exists already.
-    async fn put_version(&self, new: &NewVersion) -> Result<VersionRecord, StorageError>;
+    async fn put_version(&self, new: &NewVersion) -> Result<VersionRecord, StorageError> {
+        self.put_version_within(new, None).await
+    }
+    /// As [`put_version`](Self::put_version), and when the write would make a secret live
+    /// (a new path, or one whose versions are all deleted) while the organisation already has
+    /// `max_secrets` live secrets, [`StorageError::LimitReached`] (nothing written). The count
+    /// is taken inside the write transaction.
+    async fn put_version_within(
+        &self,
+        new: &NewVersion,
+        max_secrets: Option<u64>,
+    ) -> Result<VersionRecord, StorageError>;
     /// A version (the latest if `version` is `None`) with its shares.
     async fn get_version(
         &self,
@@ -302,6 +341,60 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn delete_secret(&self, vault_id: &str, path: &str) -> Result<bool, StorageError>;
     /// Counts one read of a version unless it has reached its maximum; false if it had.
     async fn record_access(&self, version_id: &str) -> Result<bool, StorageError>;
+
+    /// The vault's CMEK fingerprint, if the vault exists, is not deleted and has CMEK on.
+    async fn vault_cmek_fingerprint(&self, vault_id: &str) -> Result<Option<String>, StorageError>;
+    /// Turns CMEK on with `fingerprint`, or off with `None`; false if the vault does not exist
+    /// or a rotation job of the vault is unfinished (the fingerprint is the job's to change).
+    async fn set_vault_cmek(
+        &self,
+        vault_id: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<bool, StorageError>;
+    /// Creates a rotation job and, in the same transaction, makes its new fingerprint the
+    /// vault's (new writes are flagged with the new key from then on). `total` is counted
+    /// here: the vault's undeleted versions flagged with the old fingerprint.
+    /// [`StorageError::Conflict`] if the vault's fingerprint is no longer `old_fingerprint`
+    /// or another job is unfinished.
+    async fn create_cmek_job(&self, job: &CmekJobRecord) -> Result<CmekJobRecord, StorageError>;
+    /// A job of a vault.
+    async fn get_cmek_job(
+        &self,
+        vault_id: &str,
+        job_id: &str,
+    ) -> Result<Option<CmekJobRecord>, StorageError>;
+    /// The vault's unfinished (running, paused or failed) job, if any.
+    async fn unfinished_cmek_job(
+        &self,
+        vault_id: &str,
+    ) -> Result<Option<CmekJobRecord>, StorageError>;
+    /// Sets a job's status and error; `processed` is the job's own counter.
+    async fn set_cmek_job_status(
+        &self,
+        job_id: &str,
+        status: CmekJobStatus,
+        error: Option<&str>,
+    ) -> Result<(), StorageError>;
+    /// Marks every running job paused (at startup: the keys did not survive the restart).
+    async fn pause_running_cmek_jobs(&self) -> Result<u64, StorageError>;
+    /// Up to `limit` undeleted versions of the vault still flagged with `fingerprint`.
+    async fn cmek_versions_with(
+        &self,
+        vault_id: &str,
+        fingerprint: &str,
+        limit: u32,
+    ) -> Result<Vec<(VersionRecord, Vec<ShareRecord>)>, StorageError>;
+    /// Replaces one version's envelope and shares and re-flags it `new_fingerprint`, and counts
+    /// it in the job, in one transaction; false (nothing changed) if the version is no longer
+    /// flagged `old_fingerprint`.
+    async fn rewrite_cmek_version(
+        &self,
+        job: &CmekJobRecord,
+        version_id: &str,
+        envelope: &[u8],
+        shares: &[ShareRecord],
+    ) -> Result<bool, StorageError>;
+
     /// Closes the store, waiting for work in flight.
     async fn close(&self);
 }

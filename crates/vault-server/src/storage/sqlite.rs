@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    ApiKeyRecord, NewVersion, ShareRecord, Storage, StorageError, VaultCustodyRecord, VaultRecord,
-    VersionRecord,
+    ApiKeyRecord, CmekJobRecord, CmekJobStatus, NewVersion, ShareRecord, Storage, StorageError,
+    VaultCustodyRecord, VaultRecord, VersionRecord,
 };
 
 /// The database file inside the data directory.
@@ -180,8 +180,60 @@ fn version_of(row: &SqliteRow) -> Result<VersionRecord, StorageError> {
         deleted: row.try_get::<i64, _>("deleted")? != 0,
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
+        cmek_fingerprint: row.try_get("cmek_fingerprint")?,
     })
 }
+
+fn cmek_job(row: &SqliteRow) -> Result<CmekJobRecord, StorageError> {
+    const T: &str = "cmek_rotation_jobs";
+    let status: String = row.try_get("status")?;
+    Ok(CmekJobRecord {
+        id: row.try_get("id")?,
+        vault_id: row.try_get("vault_id")?,
+        old_fingerprint: row.try_get("old_fingerprint")?,
+        new_fingerprint: row.try_get("new_fingerprint")?,
+        status: status
+            .parse()
+            .map_err(|reason| StorageError::Corrupt { table: T, reason })?,
+        processed: to_u64(T, row.try_get("processed")?)?,
+        total: to_u64(T, row.try_get("total")?)?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn shares_of(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    version_id: &str,
+) -> Result<Vec<ShareRecord>, StorageError> {
+    sqlx::query(
+        "SELECT slot, provider, blob FROM secret_dek_shares WHERE secret_version_id = $1 \
+         ORDER BY slot",
+    )
+    .bind(version_id)
+    .fetch_all(executor)
+    .await?
+    .iter()
+    .map(|r| {
+        let slot: i64 = r.try_get("slot")?;
+        Ok(ShareRecord {
+            slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
+                table: "secret_dek_shares",
+                reason: format!("slot {slot}"),
+            })?,
+            provider: r.try_get("provider")?,
+            blob: r.try_get("blob")?,
+        })
+    })
+    .collect()
+}
+
+/// Live secrets of the organisation: in a vault that is not deleted, with a version that is
+/// not deleted.
+const LIVE_SECRETS: &str = "SELECT COUNT(*) FROM secrets s JOIN vaults va ON va.id = s.vault_id \
+     WHERE va.deleted_at IS NULL AND EXISTS \
+     (SELECT 1 FROM secret_versions lv WHERE lv.secret_id = s.id AND lv.deleted = 0)";
 
 /// The columns `version()` reads: a version joined with its secret.
 const VERSION_COLUMNS: &str = "s.id AS secret_id, v.id AS version_id, s.vault_id AS vault_id, \
@@ -189,7 +241,8 @@ const VERSION_COLUMNS: &str = "s.id AS secret_id, v.id AS version_id, s.vault_id
      v.custody_mode AS custody_mode, v.envelope AS envelope, v.metadata AS metadata, \
      v.expires_at AS expires_at, v.max_access_count AS max_access_count, \
      v.access_count AS access_count, v.disabled AS disabled, v.deleted AS deleted, \
-     v.created_by AS created_by, v.created_at AS created_at";
+     v.created_by AS created_by, v.created_at AS created_at, \
+     v.cmek_fingerprint AS cmek_fingerprint";
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
@@ -304,7 +357,11 @@ impl Storage for SqliteStorage {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_vault(&self, vault: &VaultRecord) -> Result<(), StorageError> {
+    async fn insert_vault_within(
+        &self,
+        vault: &VaultRecord,
+        max_vaults: Option<u64>,
+    ) -> Result<(), StorageError> {
         let (mode, threshold, providers) = match &vault.custody {
             Some(c) => (
                 Some(c.mode.as_str()),
@@ -318,9 +375,13 @@ impl Storage for SqliteStorage {
             ),
             None => (None, None, None),
         };
-        sqlx::query(
+        // One INSERT … SELECT: SQLite takes the write lock when the statement starts, so the
+        // count and the insert are atomic and two creates at the limit cannot both pass.
+        let inserted = sqlx::query(
             "INSERT INTO vaults (id, name, description, created_by, created_at, cmek_enabled, \
-             mpc_custody, mpc_threshold, mpc_providers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             mpc_custody, mpc_threshold, mpc_providers) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+             WHERE $10 IS NULL OR (SELECT COUNT(*) FROM vaults WHERE deleted_at IS NULL) < $10",
         )
         .bind(&vault.id)
         .bind(&vault.name)
@@ -331,9 +392,16 @@ impl Storage for SqliteStorage {
         .bind(mode)
         .bind(threshold)
         .bind(providers)
+        .bind(max_vaults.map(to_i64).transpose()?)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        match (inserted.rows_affected(), max_vaults) {
+            (0, Some(limit)) => Err(StorageError::LimitReached {
+                resource: "vaults",
+                limit,
+            }),
+            _ => Ok(()),
+        }
     }
 
     async fn get_vault(&self, id: &str) -> Result<Option<VaultRecord>, StorageError> {
@@ -410,9 +478,15 @@ impl Storage for SqliteStorage {
         n.map(|n| to_u64("secret_versions", n)).transpose()
     }
 
-    async fn put_version(&self, new: &NewVersion) -> Result<VersionRecord, StorageError> {
+    async fn put_version_within(
+        &self,
+        new: &NewVersion,
+        max_secrets: Option<u64>,
+    ) -> Result<VersionRecord, StorageError> {
         let v = &new.version;
         let mut tx = self.pool.begin().await?;
+        // The transaction's first statement is a write, so SQLite holds the write lock from
+        // here to the commit: the quota count below cannot race another write.
         sqlx::query(
             "INSERT INTO secrets (id, vault_id, path, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (vault_id, path) DO NOTHING",
@@ -429,10 +503,30 @@ impl Storage for SqliteStorage {
                 .bind(&v.path)
                 .fetch_one(&mut *tx)
                 .await?;
+        if let Some(limit) = max_secrets {
+            let live: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM secret_versions WHERE secret_id = $1 AND deleted = 0)",
+            )
+            .bind(&secret_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !live {
+                let count: i64 = sqlx::query_scalar(LIVE_SECRETS).fetch_one(&mut *tx).await?;
+                if to_u64("secrets", count)? >= limit {
+                    // Dropping the transaction rolls back the secret row inserted above.
+                    return Err(StorageError::LimitReached {
+                        resource: "secrets",
+                        limit,
+                    });
+                }
+            }
+        }
+        // The CMEK flag comes from the vault in this statement, not from the caller.
         let inserted = sqlx::query(
             "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
              envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
-             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10, $11)",
+             created_by, created_at, cmek_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             0, 0, 0, $10, $11, (SELECT cmek_fingerprint FROM vaults WHERE id = $12))",
         )
         .bind(&v.version_id)
         .bind(&secret_id)
@@ -445,6 +539,7 @@ impl Storage for SqliteStorage {
         .bind(v.max_access_count.map(to_i64).transpose()?)
         .bind(&v.created_by)
         .bind(v.created_at)
+        .bind(&v.vault_id)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -453,8 +548,14 @@ impl Storage for SqliteStorage {
             Err(e) => return Err(e.into()),
         }
         insert_shares(&mut tx, &v.vault_id, &v.version_id, &new.shares).await?;
+        let cmek_fingerprint: Option<String> =
+            sqlx::query_scalar("SELECT cmek_fingerprint FROM secret_versions WHERE id = $1")
+                .bind(&v.version_id)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
         let mut stored = v.clone();
+        stored.cmek_fingerprint = cmek_fingerprint;
         stored.secret_id = secret_id;
         stored.access_count = 0;
         stored.disabled = false;
@@ -493,26 +594,7 @@ impl Storage for SqliteStorage {
         };
         let Some(row) = row else { return Ok(None) };
         let record = version_of(&row)?;
-        let shares = sqlx::query(
-            "SELECT slot, provider, blob FROM secret_dek_shares WHERE secret_version_id = $1 \
-             ORDER BY slot",
-        )
-        .bind(&record.version_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            let slot: i64 = r.try_get("slot")?;
-            Ok(ShareRecord {
-                slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
-                    table: "secret_dek_shares",
-                    reason: format!("slot {slot}"),
-                })?,
-                provider: r.try_get("provider")?,
-                blob: r.try_get("blob")?,
-            })
-        })
-        .collect::<Result<Vec<_>, StorageError>>()?;
+        let shares = shares_of(&self.pool, &record.version_id).await?;
         Ok(Some((record, shares)))
     }
 
@@ -586,6 +668,213 @@ impl Storage for SqliteStorage {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn vault_cmek_fingerprint(&self, vault_id: &str) -> Result<Option<String>, StorageError> {
+        let fingerprint: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT cmek_fingerprint FROM vaults WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(vault_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(fingerprint.flatten())
+    }
+
+    async fn set_vault_cmek(
+        &self,
+        vault_id: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE vaults SET cmek_fingerprint = $1, cmek_enabled = $2 \
+             WHERE id = $3 AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM \
+             cmek_rotation_jobs j WHERE j.vault_id = $3 AND j.status IN ('running', 'paused', 'failed'))",
+        )
+        .bind(fingerprint)
+        .bind(i64::from(fingerprint.is_some()))
+        .bind(vault_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_cmek_job(&self, job: &CmekJobRecord) -> Result<CmekJobRecord, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        // First statement is the write that moves the vault to the new key (compare-and-set on
+        // the old fingerprint), so the rest of the transaction holds the write lock.
+        let moved = sqlx::query(
+            "UPDATE vaults SET cmek_fingerprint = $1 WHERE id = $2 AND deleted_at IS NULL \
+             AND cmek_fingerprint = $3",
+        )
+        .bind(&job.new_fingerprint)
+        .bind(&job.vault_id)
+        .bind(&job.old_fingerprint)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(StorageError::Conflict);
+        }
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+             WHERE s.vault_id = $1 AND v.cmek_fingerprint = $2 AND v.deleted = 0",
+        )
+        .bind(&job.vault_id)
+        .bind(&job.old_fingerprint)
+        .fetch_one(&mut *tx)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO cmek_rotation_jobs (id, vault_id, old_fingerprint, new_fingerprint, \
+             status, processed, total, error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, $7, $7)",
+        )
+        .bind(&job.id)
+        .bind(&job.vault_id)
+        .bind(&job.old_fingerprint)
+        .bind(&job.new_fingerprint)
+        .bind(CmekJobStatus::Running.as_str())
+        .bind(total)
+        .bind(job.created_at)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        let mut stored = job.clone();
+        stored.status = CmekJobStatus::Running;
+        stored.processed = 0;
+        stored.total = to_u64("cmek_rotation_jobs", total)?;
+        stored.error = None;
+        stored.updated_at = job.created_at;
+        Ok(stored)
+    }
+
+    async fn get_cmek_job(
+        &self,
+        vault_id: &str,
+        job_id: &str,
+    ) -> Result<Option<CmekJobRecord>, StorageError> {
+        sqlx::query("SELECT * FROM cmek_rotation_jobs WHERE id = $1 AND vault_id = $2")
+            .bind(job_id)
+            .bind(vault_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(cmek_job)
+            .transpose()
+    }
+
+    async fn unfinished_cmek_job(
+        &self,
+        vault_id: &str,
+    ) -> Result<Option<CmekJobRecord>, StorageError> {
+        sqlx::query(
+            "SELECT * FROM cmek_rotation_jobs WHERE vault_id = $1 \
+             AND status IN ('running', 'paused', 'failed')",
+        )
+        .bind(vault_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(cmek_job)
+        .transpose()
+    }
+
+    async fn set_cmek_job_status(
+        &self,
+        job_id: &str,
+        status: CmekJobStatus,
+        error: Option<&str>,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE cmek_rotation_jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(crate::time::now_millis())
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pause_running_cmek_jobs(&self) -> Result<u64, StorageError> {
+        let done = sqlx::query(
+            "UPDATE cmek_rotation_jobs SET status = 'paused', error = $1, updated_at = $2 \
+             WHERE status = 'running'",
+        )
+        .bind(
+            "the server restarted and CMEK keys are never stored: send the same POST \
+             …/cmek-rotate with both keys to resume",
+        )
+        .bind(crate::time::now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn cmek_versions_with(
+        &self,
+        vault_id: &str,
+        fingerprint: &str,
+        limit: u32,
+    ) -> Result<Vec<(VersionRecord, Vec<ShareRecord>)>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+             WHERE s.vault_id = $1 AND v.cmek_fingerprint = $2 AND v.deleted = 0 \
+             ORDER BY v.id LIMIT $3"
+        ))
+        .bind(vault_id)
+        .bind(fingerprint)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record = version_of(row)?;
+            let shares = shares_of(&self.pool, &record.version_id).await?;
+            out.push((record, shares));
+        }
+        Ok(out)
+    }
+
+    async fn rewrite_cmek_version(
+        &self,
+        job: &CmekJobRecord,
+        version_id: &str,
+        envelope: &[u8],
+        shares: &[ShareRecord],
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE secret_versions SET envelope = $1, cmek_fingerprint = $2 \
+             WHERE id = $3 AND cmek_fingerprint = $4",
+        )
+        .bind(envelope)
+        .bind(&job.new_fingerprint)
+        .bind(version_id)
+        .bind(&job.old_fingerprint)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM secret_dek_shares WHERE secret_version_id = $1")
+            .bind(version_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_shares(&mut tx, &job.vault_id, version_id, shares).await?;
+        sqlx::query(
+            "UPDATE cmek_rotation_jobs SET processed = processed + 1, updated_at = $1 WHERE id = $2",
+        )
+        .bind(crate::time::now_millis())
+        .bind(&job.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn close(&self) {
