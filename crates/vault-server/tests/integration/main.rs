@@ -9,16 +9,20 @@ mod access;
 mod audit;
 mod auth;
 mod bad_input;
+mod cmek;
 mod config;
 mod e2e;
 mod fuzz_api;
 mod health;
 mod isolation;
+mod limits;
 mod logs;
+mod metrics;
 mod openapi;
 // Without the feature, `config::pkcs11_needs_the_feature` checks the refusal instead.
 #[cfg(feature = "pkcs11")]
 mod pkcs11;
+mod rate_limit;
 mod resilience;
 mod restart;
 mod secrets;

@@ -54,6 +54,7 @@ fn version(n: u64, shares: Vec<ShareRecord>) -> NewVersion {
             deleted: false,
             created_by: "admin".into(),
             created_at: 2,
+            cmek_fingerprint: None,
         },
         shares,
     }
