@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::{OrgLimits, RawTierLimits};
+use crate::metrics::{MetricsAccess, RawMetrics};
+use crate::rate_limit::{RateLimitConfig, RawRateLimit};
 use crate::resilience::{ProviderResilience, RawResilience};
 use crate::storage::PostgresOptions;
 
@@ -237,6 +240,13 @@ struct RawConfig {
     resilience: RawResilience,
     #[serde(default)]
     providers: BTreeMap<String, ProviderConfig>,
+    tier: Option<String>,
+    #[serde(default)]
+    tiers: BTreeMap<String, RawTierLimits>,
+    #[serde(default)]
+    rate_limit: RawRateLimit,
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 /// The validated server configuration.
@@ -275,6 +285,9 @@ pub struct Config {
     embedded_providers: bool,
     tls: Option<Tls>,
     database: Option<PostgresOptions>,
+    limits: OrgLimits,
+    rate_limit: Option<RateLimitConfig>,
+    metrics: Option<MetricsAccess>,
 }
 
 impl Config {
@@ -316,6 +329,9 @@ impl Config {
             embedded_providers: true,
             tls: None,
             database: None,
+            limits: OrgLimits::default(),
+            rate_limit: Some(RateLimitConfig::default()),
+            metrics: Some(MetricsAccess::Open),
         }
     }
 
@@ -404,6 +420,9 @@ impl Config {
         if let Some(v) = env.get("MPCVAULT_DATABASE_MAX_CONNECTIONS") {
             raw.database_max_connections = Some(parse_env("MPCVAULT_DATABASE_MAX_CONNECTIONS", v)?);
         }
+        if let Some(v) = env.get("MPCVAULT_TIER") {
+            raw.tier = Some(v.clone());
+        }
         if let Some(v) = env.get("MPCVAULT_LOG_FORMAT") {
             raw.log_format = Some(match v.as_str() {
                 "text" => LogFormat::Text,
@@ -487,6 +506,9 @@ impl Config {
                 return Err(invalid("tls.cert_file", "is required with tls.key_file"));
             }
         };
+        config.limits = OrgLimits::from_raw(raw.tier.as_deref(), &raw.tiers)?;
+        config.rate_limit = RateLimitConfig::from_raw(&raw.rate_limit)?;
+        config.metrics = MetricsAccess::from_raw(&raw.metrics, env)?;
         let global = ProviderResilience::default().apply(&raw.resilience, "resilience")?;
         if raw.providers.is_empty() {
             for layers in config.resilience.values_mut() {
@@ -793,6 +815,108 @@ impl Config {
     pub fn with_database(mut self, options: PostgresOptions) -> Config {
         self.database = Some(options);
         self
+    }
+
+    /// The organisation's tier and its limits (`tier`, `[tiers.NAME]`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::from_toml_str("tier = \"pro\"")?;
+    /// assert_eq!(config.limits().limits().max_vaults(), Some(20));
+    /// # Ok::<(), vault_server::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn limits(&self) -> &OrgLimits {
+        &self.limits
+    }
+
+    /// Overrides the tier limits (tests and embedders).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for a bad tier or table, as in the file.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::default_config()
+    ///     .with_tier("free", "[free]\nmax_vaults = 1")?;
+    /// assert_eq!(config.limits().limits().max_vaults(), Some(1));
+    /// # Ok::<(), vault_server::ConfigError>(())
+    /// ```
+    pub fn with_tier(mut self, tier: &str, tiers_toml: &str) -> Result<Config, ConfigError> {
+        let tiers: BTreeMap<String, RawTierLimits> =
+            toml::from_str(tiers_toml).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        self.limits = OrgLimits::from_raw(Some(tier), &tiers)?;
+        Ok(self)
+    }
+
+    /// The rate limit (`[rate_limit]`), or `None` if it is off (`enabled = false`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::from_toml_str("[rate_limit]\nenabled = false")?;
+    /// assert!(config.rate_limit().is_none());
+    /// # Ok::<(), vault_server::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn rate_limit(&self) -> Option<&RateLimitConfig> {
+        self.rate_limit.as_ref()
+    }
+
+    /// Overrides the rate limit: `None` turns it off, `Some((rps, burst))` sets it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for values outside the file's rules.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::default_config().with_rate_limit(Some((1.0, 2)))?;
+    /// assert_eq!(config.rate_limit().map(|r| r.burst()), Some(2));
+    /// # Ok::<(), vault_server::ConfigError>(())
+    /// ```
+    pub fn with_rate_limit(mut self, rate: Option<(f64, u32)>) -> Result<Config, ConfigError> {
+        self.rate_limit = match rate {
+            None => None,
+            Some((rps, burst)) => RateLimitConfig::from_raw(&RawRateLimit::new(rps, burst))?,
+        };
+        Ok(self)
+    }
+
+    /// Whether `GET /metrics` is served (`[metrics] enabled`, default true).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(vault_server::Config::default_config().metrics_enabled());
+    /// ```
+    #[must_use]
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics.is_some()
+    }
+
+    /// Requires `Authorization: Bearer <token>` on `GET /metrics` (as `[metrics] token_env`
+    /// does); only the token's SHA-256 is kept.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::default_config().with_metrics_token("scrape-me");
+    /// assert!(config.metrics_enabled());
+    /// ```
+    #[must_use]
+    pub fn with_metrics_token(mut self, token: &str) -> Config {
+        self.metrics = Some(MetricsAccess::token(token));
+        self
+    }
+
+    /// Who may read `/metrics`, if it is served.
+    pub(crate) fn metrics_access(&self) -> Option<&MetricsAccess> {
+        self.metrics.as_ref()
     }
 
     /// The TLS settings.
