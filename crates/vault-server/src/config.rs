@@ -358,7 +358,7 @@ impl Config {
     /// (`MPCVAULT_LISTEN`, `MPCVAULT_DATA_DIR`, `MPCVAULT_MAX_VALUE_BYTES`,
     /// `MPCVAULT_REQUEST_TIMEOUT_SECS`, `MPCVAULT_TOKEN_TTL_SECS`, `MPCVAULT_LOG_FORMAT`,
     /// `MPCVAULT_TLS_CERT_FILE`, `MPCVAULT_TLS_KEY_FILE`, `MPCVAULT_DATABASE_URL`,
-    /// `MPCVAULT_DATABASE_MAX_CONNECTIONS`).
+    /// `MPCVAULT_DATABASE_MAX_CONNECTIONS`, `MPCVAULT_TIER`).
     ///
     /// # Errors
     ///
@@ -536,6 +536,27 @@ impl Config {
             config.embedded_providers = false;
         }
         Ok(config)
+    }
+
+    /// Overrides the organisation's billing tier with that tier's built-in limits (default
+    /// `enterprise`; set by `tier` in the file or `MPCVAULT_TIER`). A thin form of
+    /// [`Config::with_tier`] without a `[tiers.NAME]` table: the tier is the one
+    /// [`Config::limits`] reports, and it also chooses the treasury vault's custody when that
+    /// vault is created.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use custody_policy::BillingTier;
+    ///
+    /// let config = vault_server::Config::default_config().with_billing_tier(BillingTier::Pro);
+    /// assert_eq!(config.limits().tier(), BillingTier::Pro);
+    /// assert_eq!(config.limits().limits().max_vaults(), Some(20));
+    /// ```
+    #[must_use]
+    pub fn with_billing_tier(mut self, tier: custody_policy::BillingTier) -> Config {
+        self.limits = OrgLimits::builtin(tier);
+        self
     }
 
     /// Overrides the listen address (tests bind port 0).

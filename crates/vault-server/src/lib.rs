@@ -28,6 +28,7 @@ mod routes;
 mod storage;
 mod time;
 mod tls;
+mod treasury;
 mod validate;
 
 pub use crate::app::{ServerError, VaultServer};
@@ -52,6 +53,6 @@ pub use crate::resilience::ProviderResilience;
 pub use crate::storage::{
     AgentRecord, ApiKeyRecord, AuditQuery, CmekJobRecord, CmekJobStatus, NewVersion, PolicyRecord,
     PostgresOptions, PostgresStorage, ShareRecord, SqliteStorage, Storage, StorageError,
-    VaultCustodyRecord, VaultRecord, VersionRecord,
+    VaultCustodyRecord, VaultRecord, VersionRecord, WalletRecord,
 };
 pub use crate::validate::MAX_PATH_LEN;

@@ -308,6 +308,14 @@ impl OrgLimits {
         }
     }
 
+    /// The tier with its built-in limits (no `[tiers.NAME]` table).
+    pub(crate) fn builtin(tier: BillingTier) -> OrgLimits {
+        OrgLimits {
+            tier,
+            limits: TierLimits::default_for(tier),
+        }
+    }
+
     /// Builds the limits from the raw `tier` and `[tiers.*]` settings.
     pub(crate) fn from_raw(
         tier: Option<&str>,

@@ -45,6 +45,7 @@ const PUT_ATTEMPTS: usize = 3;
 
 pub(crate) fn router(state: AppState) -> Router {
     use crate::audit::routes as audit;
+    use crate::treasury::routes as treasury;
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/health/hsm", get(health_hsm))
@@ -111,6 +112,21 @@ pub(crate) fn router(state: AppState) -> Router {
             get(crate::cmek_routes::rotation_status),
         )
         .route("/metrics", get(crate::metrics::serve_metrics))
+        .route("/v1/treasury/wallets", get(treasury::list))
+        .route("/v1/treasury/wallets/generate", post(treasury::generate))
+        .route(
+            "/v1/treasury/wallets/{chain}",
+            get(treasury::get).delete(treasury::delete),
+        )
+        .route("/v1/treasury/wallets/{chain}/sign", post(treasury::sign))
+        .route(
+            "/v1/treasury/wallets/{chain}/export",
+            post(treasury::export),
+        )
+        .route(
+            "/v1/treasury/wallets/{chain}/rotate",
+            post(treasury::rotate),
+        )
         // Every route above is audited (the public ones are skipped inside); routes added
         // after this line would not be.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -130,7 +146,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn storage_error(err: StorageError) -> ApiError {
+pub(crate) fn storage_error(err: StorageError) -> ApiError {
     internal("storage failure", &err)
 }
 
@@ -676,6 +692,7 @@ pub(crate) async fn owned_vault(
         .map_err(storage_error)?
         .filter(|v| !who.agent && v.created_by == who.user_id && who.may_use(&v.id))
         .ok_or_else(|| ApiError::NotFound(format!("there is no vault with id {id:?}")))
+        .and_then(crate::treasury::refuse_system_vault)
 }
 
 /// How a caller may use a vault's secrets.
@@ -726,7 +743,11 @@ async fn secret_vault(
         .filter(|v| who.may_use(&v.id))
         .ok_or_else(not_found)?;
     if !who.agent && vault.created_by == who.user_id {
-        return Ok((vault, Access::Full));
+        return Ok((crate::treasury::refuse_system_vault(vault)?, Access::Full));
+    }
+    if crate::treasury::is_system_vault(&vault) {
+        // Nobody else can hold a policy on it (policy routes refuse it); answered as absent.
+        return Err(not_found());
     }
     let kind = if who.agent { "agent" } else { "user" };
     let policies = state
@@ -789,7 +810,7 @@ fn requested_mode(
     Ok(mode)
 }
 
-fn custody_record(mode: &CustodyMode) -> VaultCustodyRecord {
+pub(crate) fn custody_record(mode: &CustodyMode) -> VaultCustodyRecord {
     VaultCustodyRecord {
         mode: mode.to_string(),
         threshold: mode.threshold(),
@@ -815,6 +836,9 @@ pub(crate) async fn create_vault(
 ) -> Result<Response, ApiError> {
     principal.unscoped("create vaults")?;
     validate::name("name", &body.name, 128)?;
+    crate::treasury::refuse_reserved_name(&body.name)?;
+    // Vault quotas (when they come) count the caller's vaults except the system vault
+    // `__treasury-keys`: check it with `crate::treasury::is_system_vault`.
     let description = body.description.unwrap_or_default();
     if description.chars().count() > 1024 {
         return Err(ApiError::Validation(
@@ -866,7 +890,7 @@ pub(crate) async fn list_vaults(
         .map_err(storage_error)?;
     let vaults = vaults
         .iter()
-        .filter(|v| principal.may_use(&v.id))
+        .filter(|v| principal.may_use(&v.id) && !crate::treasury::is_system_vault(v))
         .map(vault_json)
         .collect();
     Ok(Json(VaultList { vaults }).into_response())
@@ -1017,12 +1041,85 @@ fn path_and_version(rest: &str) -> Result<(&str, u64), ApiError> {
     Ok((checked_path(path)?, version))
 }
 
-struct WriteOptions {
-    secret_type: String,
-    metadata: String,
-    metadata_json: Value,
-    expires_at: Option<i64>,
-    max_access_count: Option<u64>,
+pub(crate) struct WriteOptions {
+    pub(crate) secret_type: String,
+    pub(crate) metadata: String,
+    pub(crate) metadata_json: Value,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) max_access_count: Option<u64>,
+}
+
+/// Seals `value` as the next version of `path` under the vault's custody: the version to store
+/// and the client share (to return once, never stored) if the mode has one. Sets the version
+/// and custody mode in the audit detail.
+pub(crate) async fn seal_version(
+    state: &AppState,
+    audit: &AuditScope,
+    principal: &Principal,
+    vault: &VaultRecord,
+    path: &str,
+    value: &[u8],
+    options: &WriteOptions,
+) -> Result<(NewVersion, Option<ClientShare>), ApiError> {
+    let mode = match &vault.custody {
+        Some(c) => c
+            .mode
+            .parse::<CustodyMode>()
+            .map_err(|e| internal("stored custody mode", &e))?,
+        None => CustodyMode::standard(),
+    };
+    let next = state
+        .storage
+        .latest_version_number(&vault.id, path)
+        .await
+        .map_err(storage_error)?
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or_else(|| ApiError::Conflict("the secret has no version numbers left".into()))?;
+    let ctx = SecretContext::new(&vault.id, path, next, &options.secret_type, mode.clone())
+        .map_err(|e| internal("secret context", &e))?;
+    let sealed = state
+        .custodian
+        .seal(&ctx, value)
+        .await
+        .map_err(custody_error)?;
+    let (stored, client_share) = sealed.into_parts();
+    let (envelope, slots) = stored.into_parts();
+    let shares = slots
+        .iter()
+        .map(|slot| ShareRecord {
+            slot: slot.index().get(),
+            provider: slot.provider().as_str().to_owned(),
+            blob: slot.wrapped().map(<[u8]>::to_vec),
+        })
+        .collect();
+    let new = NewVersion {
+        new_secret_id: ids::new_id().map_err(|e| internal("random id", &e))?,
+        version: VersionRecord {
+            secret_id: String::new(),
+            version_id: ids::new_id().map_err(|e| internal("random id", &e))?,
+            vault_id: vault.id.clone(),
+            path: path.to_owned(),
+            version: next,
+            secret_type: options.secret_type.clone(),
+            custody_mode: mode.to_string(),
+            envelope,
+            metadata: options.metadata.clone(),
+            expires_at: options.expires_at,
+            max_access_count: options.max_access_count,
+            access_count: 0,
+            disabled: false,
+            deleted: false,
+            created_by: principal.user_id.clone(),
+            created_at: now_millis(),
+            // Set by the store from the vault, in the same statement as the insert.
+            cmek_fingerprint: None,
+        },
+        shares,
+    };
+    audit.detail("version", json!(next));
+    audit.detail("custody_mode", json!(new.version.custody_mode));
+    Ok((new, client_share))
 }
 
 /// Seals `value` as the next version of `path` and stores it with all its shares in one
@@ -1036,66 +1133,9 @@ async fn write_version(
     value: &[u8],
     options: WriteOptions,
 ) -> Result<Response, ApiError> {
-    let mode = match &vault.custody {
-        Some(c) => c
-            .mode
-            .parse::<CustodyMode>()
-            .map_err(|e| internal("stored custody mode", &e))?,
-        None => CustodyMode::standard(),
-    };
     for _ in 0..PUT_ATTEMPTS {
-        let next = state
-            .storage
-            .latest_version_number(&vault.id, path)
-            .await
-            .map_err(storage_error)?
-            .unwrap_or(0)
-            .checked_add(1)
-            .ok_or_else(|| ApiError::Conflict("the secret has no version numbers left".into()))?;
-        let ctx = SecretContext::new(&vault.id, path, next, &options.secret_type, mode.clone())
-            .map_err(|e| internal("secret context", &e))?;
-        let sealed = state
-            .custodian
-            .seal(&ctx, value)
-            .await
-            .map_err(custody_error)?;
-        let (stored, client_share) = sealed.into_parts();
-        let (envelope, slots) = stored.into_parts();
-        let shares = slots
-            .iter()
-            .map(|slot| ShareRecord {
-                slot: slot.index().get(),
-                provider: slot.provider().as_str().to_owned(),
-                blob: slot.wrapped().map(<[u8]>::to_vec),
-            })
-            .collect();
-        let now = now_millis();
-        let new = NewVersion {
-            new_secret_id: ids::new_id().map_err(|e| internal("random id", &e))?,
-            version: VersionRecord {
-                secret_id: String::new(),
-                version_id: ids::new_id().map_err(|e| internal("random id", &e))?,
-                vault_id: vault.id.clone(),
-                path: path.to_owned(),
-                version: next,
-                secret_type: options.secret_type.clone(),
-                custody_mode: mode.to_string(),
-                envelope,
-                metadata: options.metadata.clone(),
-                expires_at: options.expires_at,
-                max_access_count: options.max_access_count,
-                access_count: 0,
-                disabled: false,
-                deleted: false,
-                created_by: principal.user_id.clone(),
-                created_at: now,
-                // Set by the store from the vault, in the same statement as the insert.
-                cmek_fingerprint: None,
-            },
-            shares,
-        };
-        audit.detail("version", json!(next));
-        audit.detail("custody_mode", json!(new.version.custody_mode));
+        let (new, client_share) =
+            seal_version(state, audit, principal, vault, path, value, &options).await?;
         let max_secrets = state.config.limits().limits().max_secrets();
         match state
             .storage
@@ -1224,16 +1264,16 @@ fn metadata_value(record: &VersionRecord) -> Value {
     serde_json::from_str(&record.metadata).unwrap_or_else(|_| json!({}))
 }
 
-/// Reads one version: checks it is readable, opens it through the custodian with the client
-/// share if its mode has one, counts the access, answers with the value.
-async fn read_version(
+/// Opens one version: checks it is readable, opens it through the custodian with the client
+/// share (from `X-Client-Share`) if its mode has one. The caller counts the access with
+/// `record_access` before answering.
+pub(crate) async fn open_version(
     state: &AppState,
-    audit: &AuditScope,
     vault: &VaultRecord,
     path: &str,
     version: Option<u64>,
     headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<(VersionRecord, custody_policy::Opened), ApiError> {
     let (record, shares) = state
         .storage
         .get_version(&vault.id, path, version)
@@ -1295,6 +1335,19 @@ async fn read_version(
     if !opened.report().liars().is_empty() {
         tracing::warn!(liars = %opened.report().liars(), secret = path, "providers returned wrong shares");
     }
+    Ok((record, opened))
+}
+
+/// Reads one version: opens it, counts the access, answers with the value.
+async fn read_version(
+    state: &AppState,
+    audit: &AuditScope,
+    vault: &VaultRecord,
+    path: &str,
+    version: Option<u64>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (record, opened) = open_version(state, vault, path, version, headers).await?;
     // Counted after a successful open, with a conditional update: a failed read costs no
     // access, and concurrent reads cannot exceed the maximum together.
     audit.detail("version", json!(record.version));

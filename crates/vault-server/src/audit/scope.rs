@@ -164,6 +164,13 @@ fn action_for(method: &Method, route: &str) -> Option<(&'static str, &'static st
         ("DELETE", "/v1/vaults/{id}/cmek") => ("cmek.disable", "vault"),
         ("POST", "/v1/vaults/{id}/cmek-rotate") => ("cmek.rotate", "vault"),
         ("GET", "/v1/vaults/{id}/cmek-rotate/{job_id}") => ("cmek.rotate_status", "vault"),
+        ("POST", "/v1/treasury/wallets/generate") => ("treasury.generate", "wallet"),
+        ("GET", "/v1/treasury/wallets") => ("treasury.list", "wallet"),
+        ("GET", "/v1/treasury/wallets/{chain}") => ("treasury.get", "wallet"),
+        ("POST", "/v1/treasury/wallets/{chain}/sign") => ("treasury.sign", "wallet"),
+        ("POST", "/v1/treasury/wallets/{chain}/export") => ("treasury.export", "wallet"),
+        ("POST", "/v1/treasury/wallets/{chain}/rotate") => ("treasury.rotate", "wallet"),
+        ("DELETE", "/v1/treasury/wallets/{chain}") => ("treasury.delete", "wallet"),
         _ => return None,
     })
 }
@@ -282,6 +289,10 @@ mod tests {
         assert_eq!(
             action_for(&Method::PUT, "/v1/vaults/{id}/secrets/{*path}"),
             Some(("secret.write", "secret"))
+        );
+        assert_eq!(
+            action_for(&Method::POST, "/v1/treasury/wallets/{chain}/sign"),
+            Some(("treasury.sign", "wallet"))
         );
     }
 }

@@ -684,7 +684,69 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         shares: &[ShareRecord],
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError>;
+    /// Stores a treasury wallet: its private key as the next version of its secret (exactly as
+    /// [`Storage::put_version`]) and its metadata, in one transaction with `audit`. With
+    /// `replaces` (a rotation) that wallet is deactivated and the older versions of the secret
+    /// are deleted in the same transaction. [`StorageError::Conflict`] if another write took the
+    /// version, the chain already has an active wallet, or `replaces` is no longer active.
+    async fn put_wallet(
+        &self,
+        new: &NewVersion,
+        wallet: &WalletRecord,
+        replaces: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<VersionRecord, StorageError>;
+    /// The user's active treasury wallets, oldest first.
+    async fn list_wallets(&self, user_id: &str) -> Result<Vec<WalletRecord>, StorageError>;
+    /// Deactivates a wallet and deletes every version of its key secret, with `audit`; false
+    /// if it was not active.
+    async fn delete_wallet(
+        &self,
+        wallet: &WalletRecord,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
 
     /// Closes the store, waiting for work in flight.
     async fn close(&self);
+}
+
+/// A treasury wallet's public metadata; its private key is the secret at `secret_path`
+/// (version `secret_version`) of the vault `vault_id`.
+///
+/// # Example
+///
+/// ```
+/// let wallet = vault_server::WalletRecord {
+///     id: "w1".into(), user_id: "admin".into(), vault_id: "v1".into(), chain: "solana".into(),
+///     curve: "ed25519".into(), public_key_hex: "00".repeat(32), address: "1111".into(),
+///     is_active: true, secret_path: "users/admin/chains/solana/private_key".into(),
+///     secret_version: 1, created_at: 0,
+/// };
+/// assert!(wallet.is_active);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletRecord {
+    /// UUID.
+    pub id: String,
+    /// The user whose treasury holds it.
+    pub user_id: String,
+    /// The user's `__treasury-keys` vault.
+    pub vault_id: String,
+    /// `ethereum`, `bitcoin` or `solana`.
+    pub chain: String,
+    /// `secp256k1` or `ed25519`.
+    pub curve: String,
+    /// The public key (SEC1 compressed for secp256k1), hex.
+    pub public_key_hex: String,
+    /// The chain address.
+    pub address: String,
+    /// False once rotated or deleted.
+    pub is_active: bool,
+    /// The secret holding the private key.
+    pub secret_path: String,
+    /// The version of that secret holding this wallet's key.
+    pub secret_version: u64,
+    /// Unix milliseconds.
+    pub created_at: i64,
 }

@@ -35,6 +35,7 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 use super::{
     AgentRecord, ApiKeyRecord, AuditQuery, CmekJobRecord, CmekJobStatus, NewVersion, PolicyRecord,
     ShareRecord, Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
+    WalletRecord,
 };
 use crate::audit::{AuditError, AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
 use crate::metrics::Metrics;
@@ -477,9 +478,10 @@ async fn shares_of(
 }
 
 /// Live secrets of the organisation: in a vault that is not deleted, with a version that is
-/// not deleted.
+/// not deleted. Treasury keys (the `__treasury-keys` system vault,
+/// `crate::treasury::SYSTEM_VAULT`) are the server's, not the organisation's: not counted.
 const LIVE_SECRETS: &str = "SELECT COUNT(*) FROM secrets s JOIN vaults va ON va.id = s.vault_id \
-     WHERE va.deleted_at IS NULL AND EXISTS \
+     WHERE va.deleted_at IS NULL AND va.name <> '__treasury-keys' AND EXISTS \
      (SELECT 1 FROM secret_versions lv WHERE lv.secret_id = s.id AND NOT lv.deleted)";
 
 /// Takes the quota lock of `resource` (a row of `quota_locks`) until the transaction ends; see
@@ -564,9 +566,13 @@ async fn insert_vault_row(
 ) -> Result<(), StorageError> {
     if let Some(limit) = max_vaults {
         lock_quota(&mut *conn, "vaults").await?;
-        let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vaults WHERE deleted_at IS NULL")
-            .fetch_one(&mut *conn)
-            .await?;
+        // The treasury's system vaults are the server's, not the organisation's: not counted.
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM vaults WHERE deleted_at IS NULL AND name <> $1",
+        )
+        .bind(crate::treasury::SYSTEM_VAULT)
+        .fetch_one(&mut *conn)
+        .await?;
         if to_u64("vaults", live)? >= limit {
             return Err(StorageError::LimitReached {
                 resource: "vaults",
@@ -1116,6 +1122,118 @@ async fn insert_policy_row(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+fn wallet(row: &PgRow) -> Result<WalletRecord, StorageError> {
+    Ok(WalletRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        vault_id: row.try_get("vault_id")?,
+        chain: row.try_get("chain")?,
+        curve: row.try_get("curve")?,
+        public_key_hex: row.try_get("public_key_hex")?,
+        address: row.try_get("address")?,
+        is_active: row.try_get("is_active")?,
+        secret_path: row.try_get("secret_path")?,
+        secret_version: to_u64("treasury_wallets", row.try_get("secret_version")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Deactivates the active wallet `id`; false if it is no longer active. Under READ COMMITTED a
+/// concurrent rotation or delete of the same wallet blocks on the row lock, then re-checks
+/// `is_active` after the first commits and finds nothing to change.
+async fn deactivate_wallet_row(
+    conn: &mut PgConnection,
+    id: &str,
+    at: i64,
+) -> Result<bool, StorageError> {
+    let done = sqlx::query(
+        "UPDATE treasury_wallets SET is_active = FALSE, deactivated_at = $1 \
+         WHERE id = $2 AND is_active",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores a wallet: the rotated one (if any) deactivated, its key as the next version of its
+/// secret, the older versions deleted on a rotation, and the metadata row; the caller appends
+/// the audit event in the same transaction.
+async fn put_wallet_rows(
+    conn: &mut PgConnection,
+    new: &NewVersion,
+    wallet: &WalletRecord,
+    replaces: Option<&str>,
+) -> Result<VersionRecord, StorageError> {
+    if let Some(old) = replaces
+        && !deactivate_wallet_row(&mut *conn, old, wallet.created_at).await?
+    {
+        // Rotated or deleted by a concurrent request.
+        return Err(StorageError::Conflict);
+    }
+    // Treasury keys are not user secrets: no secret quota applies.
+    let stored = put_version_rows(&mut *conn, new, None).await?;
+    if replaces.is_some() {
+        // The replaced key must not be readable any more: every older version goes.
+        sqlx::query(
+            "UPDATE secret_versions SET deleted = TRUE WHERE secret_id = $1 AND version < $2",
+        )
+        .bind(&stored.secret_id)
+        .bind(to_i64(stored.version)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO treasury_wallets (id, user_id, vault_id, chain, curve, public_key_hex, \
+         address, is_active, secret_path, secret_version, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8, $9, $10)",
+    )
+    .bind(&wallet.id)
+    .bind(&wallet.user_id)
+    .bind(&wallet.vault_id)
+    .bind(&wallet.chain)
+    .bind(&wallet.curve)
+    .bind(&wallet.public_key_hex)
+    .bind(&wallet.address)
+    .bind(&wallet.secret_path)
+    .bind(to_i64(wallet.secret_version)?)
+    .bind(wallet.created_at)
+    .execute(&mut *conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(stored),
+        // The chain already has an active wallet: a concurrent generate committed first (the
+        // unique index made this insert wait for it).
+        Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deactivates a wallet and deletes every version of its key secret, appending `audit` only
+/// when the wallet was still active.
+async fn delete_wallet_rows(
+    conn: &mut PgConnection,
+    chain: &AuditChain,
+    wallet: &WalletRecord,
+    at: i64,
+    audit: &NewAuditEvent,
+) -> Result<bool, StorageError> {
+    if !deactivate_wallet_row(&mut *conn, &wallet.id, at).await? {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE secret_versions SET deleted = TRUE WHERE NOT deleted AND secret_id = \
+         (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
+    )
+    .bind(&wallet.vault_id)
+    .bind(&wallet.secret_path)
+    .execute(&mut *conn)
+    .await?;
+    append(conn, chain, audit).await?;
+    Ok(true)
 }
 
 /// Wraps a transaction body written against `&mut PgConnection` as a [`TxBody`].
@@ -1859,6 +1977,22 @@ impl Storage for PostgresStorage {
         .await
     }
 
+    async fn put_wallet(
+        &self,
+        new: &NewVersion,
+        wallet: &WalletRecord,
+        replaces: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<VersionRecord, StorageError> {
+        let chain = &self.chain;
+        self.write(tx_body!(|conn| async {
+            let stored = put_wallet_rows(&mut *conn, new, wallet, replaces).await?;
+            append(conn, chain, audit).await?;
+            Ok(stored)
+        }))
+        .await
+    }
+
     async fn get_cmek_job(
         &self,
         vault_id: &str,
@@ -2003,6 +2137,32 @@ impl Storage for PostgresStorage {
             append(conn, chain, audit).await?;
             Ok(true)
         }))
+        .await
+    }
+
+    async fn list_wallets(&self, user_id: &str) -> Result<Vec<WalletRecord>, StorageError> {
+        sqlx::query(
+            "SELECT * FROM treasury_wallets WHERE user_id = $1 AND is_active \
+             ORDER BY created_at, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(wallet)
+        .collect()
+    }
+
+    async fn delete_wallet(
+        &self,
+        wallet: &WalletRecord,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let chain = &self.chain;
+        self.write(tx_body!(|conn| delete_wallet_rows(
+            conn, chain, wallet, at, audit
+        )))
         .await
     }
 

@@ -17,6 +17,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::{
     AgentRecord, ApiKeyRecord, AuditQuery, CmekJobRecord, CmekJobStatus, NewVersion, PolicyRecord,
     ShareRecord, Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
+    WalletRecord,
 };
 use crate::audit::{AuditError, AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
 use crate::metrics::Metrics;
@@ -579,9 +580,10 @@ async fn shares_of(
 }
 
 /// Live secrets of the organisation: in a vault that is not deleted, with a version that is
-/// not deleted.
+/// not deleted. Treasury keys (the `__treasury-keys` system vault,
+/// `crate::treasury::SYSTEM_VAULT`) are the server's, not the organisation's: not counted.
 const LIVE_SECRETS: &str = "SELECT COUNT(*) FROM secrets s JOIN vaults va ON va.id = s.vault_id \
-     WHERE va.deleted_at IS NULL AND EXISTS \
+     WHERE va.deleted_at IS NULL AND va.name <> '__treasury-keys' AND EXISTS \
      (SELECT 1 FROM secret_versions lv WHERE lv.secret_id = s.id AND lv.deleted = 0)";
 
 /// The columns `version()` reads: a version joined with its secret.
@@ -595,6 +597,108 @@ const VERSION_COLUMNS: &str = "s.id AS secret_id, v.id AS version_id, s.vault_id
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Inserts a version (creating its secret row on first use) with its shares, inside `tx`;
+/// [`StorageError::Conflict`] if another write took the version number.
+async fn insert_version(
+    tx: &mut Transaction<'_, Sqlite>,
+    new: &NewVersion,
+    max_secrets: Option<u64>,
+) -> Result<VersionRecord, StorageError> {
+    let v = &new.version;
+    sqlx::query(
+        "INSERT INTO secrets (id, vault_id, path, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (vault_id, path) DO NOTHING",
+    )
+    .bind(&new.new_secret_id)
+    .bind(&v.vault_id)
+    .bind(&v.path)
+    .bind(v.created_at)
+    .execute(&mut **tx)
+    .await?;
+    let secret_id: String =
+        sqlx::query_scalar("SELECT id FROM secrets WHERE vault_id = $1 AND path = $2")
+            .bind(&v.vault_id)
+            .bind(&v.path)
+            .fetch_one(&mut **tx)
+            .await?;
+    if let Some(limit) = max_secrets {
+        let live: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM secret_versions WHERE secret_id = $1 AND deleted = 0)",
+        )
+        .bind(&secret_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        if !live {
+            let count: i64 = sqlx::query_scalar(LIVE_SECRETS)
+                .fetch_one(&mut **tx)
+                .await?;
+            if to_u64("secrets", count)? >= limit {
+                // Dropping the transaction rolls back the secret row inserted above.
+                return Err(StorageError::LimitReached {
+                    resource: "secrets",
+                    limit,
+                });
+            }
+        }
+    }
+    // The CMEK flag comes from the vault in this statement, not from the caller.
+    let inserted = sqlx::query(
+        "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
+         envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
+         created_by, created_at, cmek_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         0, 0, 0, $10, $11, (SELECT cmek_fingerprint FROM vaults WHERE id = $12))",
+    )
+    .bind(&v.version_id)
+    .bind(&secret_id)
+    .bind(to_i64(v.version)?)
+    .bind(&v.secret_type)
+    .bind(&v.custody_mode)
+    .bind(&v.envelope)
+    .bind(&v.metadata)
+    .bind(v.expires_at)
+    .bind(v.max_access_count.map(to_i64).transpose()?)
+    .bind(&v.created_by)
+    .bind(v.created_at)
+    .bind(&v.vault_id)
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
+        Err(e) => return Err(e.into()),
+    }
+    insert_shares(tx, &v.vault_id, &v.version_id, &new.shares).await?;
+    let cmek_fingerprint: Option<String> =
+        sqlx::query_scalar("SELECT cmek_fingerprint FROM secret_versions WHERE id = $1")
+            .bind(&v.version_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    let mut stored = v.clone();
+    stored.cmek_fingerprint = cmek_fingerprint;
+    stored.secret_id = secret_id;
+    stored.access_count = 0;
+    stored.disabled = false;
+    stored.deleted = false;
+    Ok(stored)
+}
+
+fn wallet(row: &SqliteRow) -> Result<WalletRecord, StorageError> {
+    let active: i64 = row.try_get("is_active")?;
+    Ok(WalletRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        vault_id: row.try_get("vault_id")?,
+        chain: row.try_get("chain")?,
+        curve: row.try_get("curve")?,
+        public_key_hex: row.try_get("public_key_hex")?,
+        address: row.try_get("address")?,
+        is_active: active != 0,
+        secret_path: row.try_get("secret_path")?,
+        secret_version: to_u64("treasury_wallets", row.try_get("secret_version")?)?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 async fn insert_shares(
@@ -775,13 +879,15 @@ impl Storage for SqliteStorage {
             None => (None, None, None),
         };
         // `BEGIN IMMEDIATE` holds the write lock from the start, and the count is in the
-        // INSERT … SELECT itself: two creates at the limit cannot both pass.
+        // INSERT … SELECT itself: two creates at the limit cannot both pass. The treasury's
+        // system vaults are the server's, not the organisation's: they are not counted.
         let mut tx = self.write_tx().await?;
         let inserted = sqlx::query(
             "INSERT INTO vaults (id, name, description, created_by, created_at, cmek_enabled, \
              mpc_custody, mpc_threshold, mpc_providers) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-             WHERE $10 IS NULL OR (SELECT COUNT(*) FROM vaults WHERE deleted_at IS NULL) < $10",
+             WHERE $10 IS NULL OR (SELECT COUNT(*) FROM vaults \
+             WHERE deleted_at IS NULL AND name <> $11) < $10",
         )
         .bind(&vault.id)
         .bind(&vault.name)
@@ -793,6 +899,7 @@ impl Storage for SqliteStorage {
         .bind(threshold)
         .bind(providers)
         .bind(max_vaults.map(to_i64).transpose()?)
+        .bind(crate::treasury::SYSTEM_VAULT)
         .execute(&mut *tx)
         .await?;
         if let (0, Some(limit)) = (inserted.rows_affected(), max_vaults) {
@@ -895,85 +1002,114 @@ impl Storage for SqliteStorage {
         max_secrets: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<VersionRecord, StorageError> {
-        let v = &new.version;
-        // `BEGIN IMMEDIATE` holds the write lock from here to the commit: the quota count
-        // below cannot race another write.
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO secrets (id, vault_id, path, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (vault_id, path) DO NOTHING",
-        )
-        .bind(&new.new_secret_id)
-        .bind(&v.vault_id)
-        .bind(&v.path)
-        .bind(v.created_at)
-        .execute(&mut *tx)
-        .await?;
-        let secret_id: String =
-            sqlx::query_scalar("SELECT id FROM secrets WHERE vault_id = $1 AND path = $2")
-                .bind(&v.vault_id)
-                .bind(&v.path)
-                .fetch_one(&mut *tx)
-                .await?;
-        if let Some(limit) = max_secrets {
-            let live: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM secret_versions WHERE secret_id = $1 AND deleted = 0)",
+        let stored = insert_version(&mut tx, new, max_secrets).await?;
+        self.append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn put_wallet(
+        &self,
+        new: &NewVersion,
+        wallet: &WalletRecord,
+        replaces: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<VersionRecord, StorageError> {
+        let mut tx = self.write_tx().await?;
+        if let Some(old) = replaces {
+            let done = sqlx::query(
+                "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
+                 WHERE id = $2 AND is_active = 1",
             )
-            .bind(&secret_id)
-            .fetch_one(&mut *tx)
+            .bind(wallet.created_at)
+            .bind(old)
+            .execute(&mut *tx)
             .await?;
-            if !live {
-                let count: i64 = sqlx::query_scalar(LIVE_SECRETS).fetch_one(&mut *tx).await?;
-                if to_u64("secrets", count)? >= limit {
-                    // Dropping the transaction rolls back the secret row inserted above.
-                    return Err(StorageError::LimitReached {
-                        resource: "secrets",
-                        limit,
-                    });
-                }
+            if done.rows_affected() != 1 {
+                // Rotated or deleted by a concurrent request.
+                return Err(StorageError::Conflict);
             }
         }
-        // The CMEK flag comes from the vault in this statement, not from the caller.
+        // Treasury keys are not user secrets: no secret quota applies.
+        let stored = insert_version(&mut tx, new, None).await?;
+        if replaces.is_some() {
+            // The replaced key must not be readable any more: every older version goes.
+            sqlx::query(
+                "UPDATE secret_versions SET deleted = 1 WHERE secret_id = $1 AND version < $2",
+            )
+            .bind(&stored.secret_id)
+            .bind(to_i64(stored.version)?)
+            .execute(&mut *tx)
+            .await?;
+        }
         let inserted = sqlx::query(
-            "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
-             envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
-             created_by, created_at, cmek_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             0, 0, 0, $10, $11, (SELECT cmek_fingerprint FROM vaults WHERE id = $12))",
+            "INSERT INTO treasury_wallets (id, user_id, vault_id, chain, curve, public_key_hex, \
+             address, is_active, secret_path, secret_version, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
         )
-        .bind(&v.version_id)
-        .bind(&secret_id)
-        .bind(to_i64(v.version)?)
-        .bind(&v.secret_type)
-        .bind(&v.custody_mode)
-        .bind(&v.envelope)
-        .bind(&v.metadata)
-        .bind(v.expires_at)
-        .bind(v.max_access_count.map(to_i64).transpose()?)
-        .bind(&v.created_by)
-        .bind(v.created_at)
-        .bind(&v.vault_id)
+        .bind(&wallet.id)
+        .bind(&wallet.user_id)
+        .bind(&wallet.vault_id)
+        .bind(&wallet.chain)
+        .bind(&wallet.curve)
+        .bind(&wallet.public_key_hex)
+        .bind(&wallet.address)
+        .bind(&wallet.secret_path)
+        .bind(to_i64(wallet.secret_version)?)
+        .bind(wallet.created_at)
         .execute(&mut *tx)
         .await;
         match inserted {
             Ok(_) => {}
+            // The chain already has an active wallet (a concurrent generate).
             Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
             Err(e) => return Err(e.into()),
         }
-        insert_shares(&mut tx, &v.vault_id, &v.version_id, &new.shares).await?;
-        let cmek_fingerprint: Option<String> =
-            sqlx::query_scalar("SELECT cmek_fingerprint FROM secret_versions WHERE id = $1")
-                .bind(&v.version_id)
-                .fetch_one(&mut *tx)
-                .await?;
         self.append(&mut tx, audit).await?;
         tx.commit().await?;
-        let mut stored = v.clone();
-        stored.cmek_fingerprint = cmek_fingerprint;
-        stored.secret_id = secret_id;
-        stored.access_count = 0;
-        stored.disabled = false;
-        stored.deleted = false;
         Ok(stored)
+    }
+
+    async fn list_wallets(&self, user_id: &str) -> Result<Vec<WalletRecord>, StorageError> {
+        sqlx::query(
+            "SELECT * FROM treasury_wallets WHERE user_id = $1 AND is_active = 1 \
+             ORDER BY created_at, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(wallet)
+        .collect()
+    }
+
+    async fn delete_wallet(
+        &self,
+        wallet: &WalletRecord,
+        at: i64,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
+             WHERE id = $2 AND is_active = 1",
+        )
+        .bind(at)
+        .bind(&wallet.id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            sqlx::query(
+                "UPDATE secret_versions SET deleted = 1 WHERE deleted = 0 AND secret_id = \
+                 (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
+            )
+            .bind(&wallet.vault_id)
+            .bind(&wallet.secret_path)
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
     async fn get_version(

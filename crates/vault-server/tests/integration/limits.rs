@@ -254,3 +254,30 @@ async fn tier_configuration_is_validated_with_the_field_named() {
     assert_eq!(config.limits().tier().as_str(), "team");
     assert_eq!(config.limits().limits().max_vaults(), Some(50));
 }
+
+#[tokio::test]
+async fn treasury_keys_and_their_system_vault_take_no_place_under_the_limits() {
+    let t = server_with_tier("free", "[free]\nmax_vaults = 1\nmax_secrets = 1").await;
+    // Every chain's key goes into the `__treasury-keys` system vault, past both limits.
+    let generated = t
+        .call(
+            Method::POST,
+            "/v1/treasury/wallets/generate",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(generated.status, 201, "{}", generated.body);
+    // The organisation's own place under each limit is still free.
+    let v = t.vault(None).await;
+    assert_eq!(t.put(&v, "a", "1").await.status, 201);
+    t.put(&v, "b", "1")
+        .await
+        .assert_problem_type(403, "resource-limit-exceeded");
+    t.call(
+        Method::POST,
+        "/v1/vaults",
+        Some(json!({ "name": "second" })),
+    )
+    .await
+    .assert_problem_type(403, "resource-limit-exceeded");
+}

@@ -37,4 +37,5 @@ mod secrets;
 mod storage;
 mod support;
 mod tls;
+mod treasury;
 mod vaults;

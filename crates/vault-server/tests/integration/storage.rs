@@ -10,7 +10,7 @@ use vault_server::{
     AgentRecord, ApiKeyRecord, AuditError, AuditKey, AuditQuery, Checkpoint, CmekJobRecord,
     CmekJobStatus, GENESIS_HASH, NewAuditEvent, NewVersion, PolicyRecord, PostgresStorage,
     ShareRecord, SqliteStorage, Storage, StorageError, VaultCustodyRecord, VaultRecord,
-    VersionRecord, canonical_encoding,
+    VersionRecord, WalletRecord, canonical_encoding,
 };
 
 use crate::pg::PgCluster;
@@ -130,6 +130,7 @@ async fn suite(storage: Arc<dyn Storage>, replica: Arc<dyn Storage>) {
     disable_and_delete(&*storage).await;
     agents_round_trip_and_delete_once(&*storage).await;
     policies_round_trip_update_and_delete_once(&*storage).await;
+    treasury_wallets_rotate_and_delete_once(&storage).await;
     a_change_that_fails_records_no_event(&*storage).await;
     concurrent_appends_form_one_gap_free_chain(&storage).await;
     audit_queries_filter_count_and_page(&*storage).await;
@@ -1599,5 +1600,242 @@ async fn cmek_state_flags_writes_and_rotation_rewrites_in_place(storage: &dyn St
             .unwrap()
             .cmek_fingerprint,
         None
+    );
+}
+
+const TREASURY_VAULT: &str = "vault-t";
+
+/// A wallet whose key is version `version` of `user`'s `chain` key secret.
+fn wallet(id: &str, user: &str, chain: &str, version: u64, created_at: i64) -> WalletRecord {
+    WalletRecord {
+        id: id.into(),
+        user_id: user.into(),
+        vault_id: TREASURY_VAULT.into(),
+        chain: chain.into(),
+        curve: "secp256k1".into(),
+        public_key_hex: format!("02{}", "ab".repeat(32)),
+        address: format!("address-{id}"),
+        is_active: true,
+        secret_path: format!("users/{user}/chains/{chain}/private_key"),
+        secret_version: version,
+        created_at,
+    }
+}
+
+/// The key version written with `wallet`.
+fn wallet_key(wallet: &WalletRecord) -> NewVersion {
+    version_at(
+        &wallet.vault_id,
+        &wallet.secret_path,
+        wallet.secret_version,
+        &wallet.id,
+        vec![share(1), share(2)],
+    )
+}
+
+/// The deleted flag of every version of `wallet`'s key secret, oldest first.
+async fn key_versions_deleted(storage: &dyn Storage, wallet: &WalletRecord) -> Vec<bool> {
+    storage
+        .list_versions(&wallet.vault_id, &wallet.secret_path)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.deleted)
+        .collect()
+}
+
+async fn treasury_wallets_rotate_and_delete_once(storage: &Arc<dyn Storage>) {
+    storage
+        .insert_vault(&vault(TREASURY_VAULT), &event("vault.create"))
+        .await
+        .unwrap();
+    let eth = wallet("wallet-eth-1", "alice", "ethereum", 1, 10);
+    let before = head(&**storage).await;
+    let stored = storage
+        .put_wallet(&wallet_key(&eth), &eth, None, &event("treasury.generate"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (stored.path.as_str(), stored.version, stored.deleted),
+        (eth.secret_path.as_str(), 1, false)
+    );
+    assert_eq!(head(&**storage).await, before + 1);
+    assert_eq!(
+        storage.list_wallets("alice").await.unwrap(),
+        vec![eth.clone()]
+    );
+
+    // A second active wallet on the same chain is refused by the unique index, and its key
+    // version goes with it: nothing of the failed transaction remains, not even its event.
+    let mut twin = wallet("wallet-eth-twin", "alice", "ethereum", 2, 11);
+    let before = head(&**storage).await;
+    assert!(matches!(
+        storage
+            .put_wallet(&wallet_key(&twin), &twin, None, &event("treasury.generate"))
+            .await,
+        Err(StorageError::Conflict)
+    ));
+    assert_eq!(head(&**storage).await, before);
+    assert_eq!(key_versions_deleted(&**storage, &eth).await, vec![false]);
+    // The same refusal when the key goes to a fresh secret, so only the index can stop it.
+    twin.secret_path = "users/alice/chains/ethereum/other_key".into();
+    twin.secret_version = 1;
+    assert!(matches!(
+        storage
+            .put_wallet(&wallet_key(&twin), &twin, None, &event("treasury.generate"))
+            .await,
+        Err(StorageError::Conflict)
+    ));
+    assert_eq!(head(&**storage).await, before);
+    assert!(
+        storage
+            .list_versions(TREASURY_VAULT, &twin.secret_path)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Another chain, and another user's wallets, are separate.
+    let sol = wallet("wallet-sol-1", "alice", "solana", 1, 20);
+    storage
+        .put_wallet(&wallet_key(&sol), &sol, None, &event("treasury.generate"))
+        .await
+        .unwrap();
+    let bob = wallet("wallet-eth-bob", "bob", "ethereum", 1, 5);
+    storage
+        .put_wallet(&wallet_key(&bob), &bob, None, &event("treasury.generate"))
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.list_wallets("alice").await.unwrap(),
+        vec![eth.clone(), sol.clone()]
+    );
+    assert_eq!(
+        storage.list_wallets("bob").await.unwrap(),
+        vec![bob.clone()]
+    );
+    assert!(storage.list_wallets("carol").await.unwrap().is_empty());
+
+    // Rotation: the old wallet is deactivated and its key version deleted, in one write.
+    let rotated = wallet("wallet-eth-2", "alice", "ethereum", 2, 30);
+    let before = head(&**storage).await;
+    let stored = storage
+        .put_wallet(
+            &wallet_key(&rotated),
+            &rotated,
+            Some(&eth.id),
+            &event("treasury.rotate"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(head(&**storage).await, before + 1);
+    assert_eq!(
+        storage.list_wallets("alice").await.unwrap(),
+        vec![sol.clone(), rotated.clone()]
+    );
+    assert_eq!(
+        key_versions_deleted(&**storage, &eth).await,
+        vec![true, false]
+    );
+
+    // Rotating a wallet that is no longer active is a conflict and changes nothing.
+    let stale = wallet("wallet-eth-stale", "alice", "ethereum", 3, 31);
+    let before = head(&**storage).await;
+    assert!(matches!(
+        storage
+            .put_wallet(
+                &wallet_key(&stale),
+                &stale,
+                Some(&eth.id),
+                &event("treasury.rotate"),
+            )
+            .await,
+        Err(StorageError::Conflict)
+    ));
+    assert_eq!(head(&**storage).await, before);
+    assert_eq!(
+        key_versions_deleted(&**storage, &eth).await,
+        vec![true, false]
+    );
+    assert_eq!(
+        storage.list_wallets("alice").await.unwrap(),
+        vec![sol.clone(), rotated.clone()]
+    );
+
+    // Concurrent generates of one chain, each to its own secret so that only the unique index
+    // on active wallets can arbitrate: exactly one wins.
+    const RACERS: usize = 6;
+    let mut tasks = Vec::new();
+    for r in 0..RACERS {
+        let storage = Arc::clone(storage);
+        tasks.push(tokio::spawn(async move {
+            let mut racer = wallet(&format!("wallet-btc-{r}"), "dave", "bitcoin", 1, 40);
+            racer.secret_path = format!("users/dave/chains/bitcoin/racer-{r}");
+            match storage
+                .put_wallet(
+                    &wallet_key(&racer),
+                    &racer,
+                    None,
+                    &event("treasury.generate"),
+                )
+                .await
+            {
+                Ok(_) => Some(racer),
+                Err(StorageError::Conflict) => None,
+                Err(e) => panic!("racer {r}: {e}"),
+            }
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        winners.extend(task.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(storage.list_wallets("dave").await.unwrap(), winners);
+
+    // Deletion deactivates the wallet and deletes every version of its key, once.
+    let before = head(&**storage).await;
+    assert!(
+        storage
+            .delete_wallet(&rotated, 50, &event("treasury.delete"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(head(&**storage).await, before + 1);
+    assert_eq!(
+        storage.list_wallets("alice").await.unwrap(),
+        vec![sol.clone()]
+    );
+    assert_eq!(
+        key_versions_deleted(&**storage, &eth).await,
+        vec![true, true]
+    );
+    assert!(
+        !storage
+            .delete_wallet(&rotated, 51, &event("treasury.delete"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(head(&**storage).await, before + 1);
+
+    // With no active wallet left on the chain, a new one may be generated.
+    let again = wallet("wallet-eth-3", "alice", "ethereum", 3, 60);
+    storage
+        .put_wallet(
+            &wallet_key(&again),
+            &again,
+            None,
+            &event("treasury.generate"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.list_wallets("alice").await.unwrap(),
+        vec![sol, again]
+    );
+    assert_eq!(
+        key_versions_deleted(&**storage, &eth).await,
+        vec![true, true, false]
     );
 }
