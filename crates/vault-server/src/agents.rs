@@ -20,7 +20,7 @@ use crate::auth::{AGENT_KEY_PREFIX, ApiKeySecret, hash_api_key};
 use crate::dto::SecretText;
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiError, Problem, internal};
-use crate::routes::{Principal, owned_vault};
+use crate::routes::{Principal, owned_vault, quota_or_storage_error};
 use crate::storage::{AgentRecord, Storage, StorageError};
 use crate::time::{now_millis, parse_rfc3339, rfc3339};
 use crate::{ids, validate};
@@ -211,11 +211,17 @@ pub(crate) async fn create_agent(
         deleted_at: None,
     };
     audit.set_resource(&record.id, None);
+    // The tier's agent quota is counted inside the insert's transaction; at the limit the
+    // answer is 403 `resource-limit-exceeded`, like vaults and secrets.
     state
         .storage
-        .insert_agent(&record, &audit.success()?)
+        .insert_agent_within(
+            &record,
+            state.config.limits().limits().max_agents(),
+            &audit.success()?,
+        )
         .await
-        .map_err(storage_error)?;
+        .map_err(|err| quota_or_storage_error(&state, &audit, err))?;
     audit.mark_audited();
     let out = CreatedAgent {
         agent: agent_json(&record),

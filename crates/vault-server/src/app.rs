@@ -23,7 +23,9 @@ use crate::audit::routes::{AuditState, spawn_checkpointer};
 use crate::audit::{AuditError, AuditKey, AuditSigner, NewAuditEvent};
 use crate::auth::{ApiKeySecret, JwtKeys, KeyFileError};
 use crate::config::{Config, ProviderConfig};
+use crate::metrics::Metrics;
 use crate::problem::{ApiError, PROBLEM_JSON};
+use crate::rate_limit::{PeerAddr, RateLimiter};
 use crate::routes;
 use crate::storage::{ApiKeyRecord, PostgresStorage, SqliteStorage, Storage, StorageError};
 use crate::time::now_millis;
@@ -78,6 +80,10 @@ pub(crate) struct State {
     pub(crate) config: Config,
     /// The audit HMAC key, checkpoint signer and checkpoint policy.
     pub(crate) audit: AuditState,
+    /// The Prometheus series (shared with the metered providers).
+    pub(crate) metrics: Metrics,
+    /// The token buckets; `None` when rate limiting is off.
+    pub(crate) limiter: Option<RateLimiter>,
 }
 
 /// A configured provider as the server runs it: inside its resilience layers (retry →
@@ -182,15 +188,30 @@ impl VaultServer {
         crate::storage::create_private_dir(config.data_dir())?;
         let audit_key = Arc::new(AuditKey::load_or_create(config.data_dir())?);
         let signer = AuditSigner::load_or_create(config.data_dir())?;
+        let metrics = Metrics::new();
         let storage: Arc<dyn Storage> = match config.database() {
-            Some(postgres) => {
-                Arc::new(PostgresStorage::connect(postgres, Arc::clone(&audit_key)).await?)
-            }
+            Some(postgres) => Arc::new(
+                PostgresStorage::connect(postgres, Arc::clone(&audit_key))
+                    .await?
+                    .with_metrics(metrics.clone()),
+            ),
             None => Arc::new(
                 SqliteStorage::open_with_audit_key(config.data_dir(), Arc::clone(&audit_key))
-                    .await?,
+                    .await?
+                    .with_metrics(metrics.clone()),
             ),
         };
+        // CMEK keys never survive a restart, so a job that was running cannot go on by itself.
+        // Each paused job gets a `cmek.rotate.pause` event in the same transaction.
+        let paused = storage
+            .pause_running_cmek_jobs(&crate::cmek_routes::restart_pause_event)
+            .await?;
+        if paused > 0 {
+            tracing::warn!(
+                jobs = paused,
+                "CMEK rotation jobs paused by the restart; clients resume them by sending their keys again"
+            );
+        }
         let mut providers: Vec<ServerProvider> = Vec::new();
         for (name, provider) in config.providers() {
             let built = instrument(name, build_provider(&config, name, provider).await?);
@@ -212,7 +233,8 @@ impl VaultServer {
         for provider in &providers {
             let layered: Arc<dyn KeyProvider> =
                 Arc::clone(&provider.layered) as Arc<dyn KeyProvider>;
-            builder = builder.shared_provider(layered);
+            // Metered outside the layers: the metrics see each call as the custodian does.
+            builder = builder.shared_provider(metrics.meter(layered));
         }
         let custodian = builder
             .build()
@@ -229,8 +251,10 @@ impl VaultServer {
             custodian,
             providers,
             jwt,
+            limiter: config.rate_limit().cloned().map(RateLimiter::new),
             config,
             audit,
+            metrics,
         });
         spawn_checkpointer(Arc::downgrade(&state));
         Ok(VaultServer { state })
@@ -307,6 +331,7 @@ impl VaultServer {
         let state = Arc::clone(&self.state);
         let limit = state.config.body_limit_bytes();
         let timeout = state.config.request_timeout();
+        let state_metrics = state.metrics.clone();
         routes::router(state)
             .layer(DefaultBodyLimit::max(limit))
             .layer(TimeoutLayer::with_status_code(
@@ -315,6 +340,11 @@ impl VaultServer {
             ))
             // Outside the timeout, so that its bare 408 becomes a problem too.
             .layer(axum::middleware::map_response(problem_for_bare_errors))
+            // Every answer, the timeout's included, is counted by route template and status.
+            .layer(axum::middleware::from_fn_with_state(
+                state_metrics,
+                crate::metrics::track_requests,
+            ))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|request: &Request<Body>| {
@@ -371,14 +401,21 @@ impl VaultServer {
             Some(tls) => {
                 let listener =
                     crate::tls::TlsListener::new(listener, Arc::clone(&tls.server_config))?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await?;
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await?;
             }
             None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await?;
+                // The peer address is what unauthenticated requests are rate-limited by.
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await?;
             }
         }
         self.close().await;
@@ -399,6 +436,24 @@ impl VaultServer {
     /// ```
     pub async fn close(&self) {
         self.state.storage.close().await;
+    }
+
+    /// The server's metrics (what `GET /metrics` serves). The audit trail reports failed
+    /// writes here with [`Metrics::audit_write_failed`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let server = vault_server::VaultServer::open(vault_server::Config::default_config().with_data_dir(dir.path())).await?;
+    /// assert!(server.metrics().render().contains("mpc_vault_audit_write_failures_total 0"));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
     }
 
     /// The configuration the server runs with.

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::{OrgLimits, RawTierLimits};
+use crate::metrics::{MetricsAccess, RawMetrics};
+use crate::rate_limit::{RateLimitConfig, RawRateLimit};
 use crate::resilience::{ProviderResilience, RawResilience};
 use crate::storage::PostgresOptions;
 
@@ -233,12 +236,17 @@ struct RawConfig {
     database_acquire_timeout_secs: Option<u64>,
     audit_checkpoint_every_events: Option<u64>,
     audit_checkpoint_interval_secs: Option<u64>,
-    /// The organisation's billing tier (`free`, `pro`, `team`, `business`, `enterprise`).
-    tier: Option<String>,
     #[serde(default)]
     resilience: RawResilience,
     #[serde(default)]
     providers: BTreeMap<String, ProviderConfig>,
+    tier: Option<String>,
+    #[serde(default)]
+    tiers: BTreeMap<String, RawTierLimits>,
+    #[serde(default)]
+    rate_limit: RawRateLimit,
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 /// The validated server configuration.
@@ -277,8 +285,9 @@ pub struct Config {
     embedded_providers: bool,
     tls: Option<Tls>,
     database: Option<PostgresOptions>,
-    /// The organisation's billing tier; read only through `crate::treasury::organisation_tier`.
-    pub(crate) tier: custody_policy::BillingTier,
+    limits: OrgLimits,
+    rate_limit: Option<RateLimitConfig>,
+    metrics: Option<MetricsAccess>,
 }
 
 impl Config {
@@ -320,7 +329,9 @@ impl Config {
             embedded_providers: true,
             tls: None,
             database: None,
-            tier: custody_policy::BillingTier::Enterprise,
+            limits: OrgLimits::default(),
+            rate_limit: Some(RateLimitConfig::default()),
+            metrics: Some(MetricsAccess::Open),
         }
     }
 
@@ -464,14 +475,6 @@ impl Config {
             raw.database_max_connections,
             raw.database_acquire_timeout_secs,
         )?;
-        if let Some(tier) = raw.tier {
-            config.tier = tier.parse().map_err(|_| {
-                invalid(
-                    "tier",
-                    "use `free`, `pro`, `team`, `business` or `enterprise`",
-                )
-            })?;
-        }
         if let Some(every) = raw.audit_checkpoint_every_events {
             if !(1..=1_000_000).contains(&every) {
                 return Err(invalid(
@@ -503,6 +506,9 @@ impl Config {
                 return Err(invalid("tls.cert_file", "is required with tls.key_file"));
             }
         };
+        config.limits = OrgLimits::from_raw(raw.tier.as_deref(), &raw.tiers)?;
+        config.rate_limit = RateLimitConfig::from_raw(&raw.rate_limit)?;
+        config.metrics = MetricsAccess::from_raw(&raw.metrics, env)?;
         let global = ProviderResilience::default().apply(&raw.resilience, "resilience")?;
         if raw.providers.is_empty() {
             for layers in config.resilience.values_mut() {
@@ -532,9 +538,11 @@ impl Config {
         Ok(config)
     }
 
-    /// Overrides the organisation's billing tier (default `enterprise`; set by `tier` in the
-    /// file or `MPCVAULT_TIER`). The tier chooses the treasury vault's custody when that vault
-    /// is created.
+    /// Overrides the organisation's billing tier with that tier's built-in limits (default
+    /// `enterprise`; set by `tier` in the file or `MPCVAULT_TIER`). A thin form of
+    /// [`Config::with_tier`] without a `[tiers.NAME]` table: the tier is the one
+    /// [`Config::limits`] reports, and it also chooses the treasury vault's custody when that
+    /// vault is created.
     ///
     /// # Example
     ///
@@ -542,11 +550,12 @@ impl Config {
     /// use custody_policy::BillingTier;
     ///
     /// let config = vault_server::Config::default_config().with_billing_tier(BillingTier::Pro);
-    /// # drop(config);
+    /// assert_eq!(config.limits().tier(), BillingTier::Pro);
+    /// assert_eq!(config.limits().limits().max_vaults(), Some(20));
     /// ```
     #[must_use]
     pub fn with_billing_tier(mut self, tier: custody_policy::BillingTier) -> Config {
-        self.tier = tier;
+        self.limits = OrgLimits::builtin(tier);
         self
     }
 
@@ -827,6 +836,108 @@ impl Config {
     pub fn with_database(mut self, options: PostgresOptions) -> Config {
         self.database = Some(options);
         self
+    }
+
+    /// The organisation's tier and its limits (`tier`, `[tiers.NAME]`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::from_toml_str("tier = \"pro\"")?;
+    /// assert_eq!(config.limits().limits().max_vaults(), Some(20));
+    /// # Ok::<(), vault_server::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn limits(&self) -> &OrgLimits {
+        &self.limits
+    }
+
+    /// Overrides the tier limits (tests and embedders).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for a bad tier or table, as in the file.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::default_config()
+    ///     .with_tier("free", "[free]\nmax_vaults = 1")?;
+    /// assert_eq!(config.limits().limits().max_vaults(), Some(1));
+    /// # Ok::<(), vault_server::ConfigError>(())
+    /// ```
+    pub fn with_tier(mut self, tier: &str, tiers_toml: &str) -> Result<Config, ConfigError> {
+        let tiers: BTreeMap<String, RawTierLimits> =
+            toml::from_str(tiers_toml).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        self.limits = OrgLimits::from_raw(Some(tier), &tiers)?;
+        Ok(self)
+    }
+
+    /// The rate limit (`[rate_limit]`), or `None` if it is off (`enabled = false`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::from_toml_str("[rate_limit]\nenabled = false")?;
+    /// assert!(config.rate_limit().is_none());
+    /// # Ok::<(), vault_server::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn rate_limit(&self) -> Option<&RateLimitConfig> {
+        self.rate_limit.as_ref()
+    }
+
+    /// Overrides the rate limit: `None` turns it off, `Some((rps, burst))` sets it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for values outside the file's rules.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::default_config().with_rate_limit(Some((1.0, 2)))?;
+    /// assert_eq!(config.rate_limit().map(|r| r.burst()), Some(2));
+    /// # Ok::<(), vault_server::ConfigError>(())
+    /// ```
+    pub fn with_rate_limit(mut self, rate: Option<(f64, u32)>) -> Result<Config, ConfigError> {
+        self.rate_limit = match rate {
+            None => None,
+            Some((rps, burst)) => RateLimitConfig::from_raw(&RawRateLimit::new(rps, burst))?,
+        };
+        Ok(self)
+    }
+
+    /// Whether `GET /metrics` is served (`[metrics] enabled`, default true).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(vault_server::Config::default_config().metrics_enabled());
+    /// ```
+    #[must_use]
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics.is_some()
+    }
+
+    /// Requires `Authorization: Bearer <token>` on `GET /metrics` (as `[metrics] token_env`
+    /// does); only the token's SHA-256 is kept.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = vault_server::Config::default_config().with_metrics_token("scrape-me");
+    /// assert!(config.metrics_enabled());
+    /// ```
+    #[must_use]
+    pub fn with_metrics_token(mut self, token: &str) -> Config {
+        self.metrics = Some(MetricsAccess::token(token));
+        self
+    }
+
+    /// Who may read `/metrics`, if it is served.
+    pub(crate) fn metrics_access(&self) -> Option<&MetricsAccess> {
+        self.metrics.as_ref()
     }
 
     /// The TLS settings.

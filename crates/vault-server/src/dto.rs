@@ -253,6 +253,9 @@ pub(crate) struct SecretWritten {
     pub(crate) created_at: String,
     /// RFC 3339, if the version expires.
     pub(crate) expires_at: Option<String>,
+    /// True when the vault had CMEK on at the write: the value is the client's ciphertext
+    /// (`0x01 ‖ IV ‖ AES-256-GCM`, base64), to decrypt with the client's key.
+    pub(crate) cmek_encrypted: bool,
     /// In modes with a client slot: this version's client share (base64). It is returned
     /// only here and never stored; send it as `X-Client-Share` to read this version.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -282,6 +285,9 @@ pub(crate) struct Secret {
     pub(crate) created_at: String,
     /// RFC 3339, if the version expires.
     pub(crate) expires_at: Option<String>,
+    /// True when the vault had CMEK on at the write: the value is the client's ciphertext
+    /// (`0x01 ‖ IV ‖ AES-256-GCM`, base64), to decrypt with the client's key.
+    pub(crate) cmek_encrypted: bool,
 }
 
 impl std::fmt::Debug for Secret {
@@ -318,6 +324,9 @@ pub(crate) struct SecretSummary {
     pub(crate) created_at: String,
     /// RFC 3339, if the version expires.
     pub(crate) expires_at: Option<String>,
+    /// True when the vault had CMEK on at the write: the value is the client's ciphertext
+    /// (`0x01 ‖ IV ‖ AES-256-GCM`, base64), to decrypt with the client's key.
+    pub(crate) cmek_encrypted: bool,
 }
 
 /// `GET /v1/vaults/{id}/secrets`.
@@ -403,6 +412,7 @@ mod tests {
             created_by: "admin".into(),
             created_at: String::new(),
             expires_at: None,
+            cmek_encrypted: false,
         };
         let debug = format!("{secret:?}");
         assert!(!debug.contains("hunter2"), "{debug}");

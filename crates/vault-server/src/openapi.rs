@@ -53,6 +53,10 @@ use crate::routes;
         crate::audit::routes::export,
         crate::audit::routes::create_checkpoint,
         crate::audit::routes::public_key,
+        crate::cmek_routes::enable_cmek,
+        crate::cmek_routes::disable_cmek,
+        crate::cmek_routes::start_rotation,
+        crate::cmek_routes::rotation_status,
         crate::treasury::routes::generate,
         crate::treasury::routes::list,
         crate::treasury::routes::get,
@@ -97,6 +101,10 @@ impl Modify for StandardErrors {
             ("408", "The request timed out"),
             ("413", "The body or value is too large"),
             ("415", "The body is not application/json"),
+            (
+                "429",
+                "Too many requests from this API key or address; see Retry-After",
+            ),
             ("500", "Server failure (details in the server log only)"),
             ("503", "Key providers temporarily unavailable"),
         ];
@@ -112,8 +120,22 @@ impl Modify for StandardErrors {
                     if operation.responses.responses.contains_key(status) {
                         continue;
                     }
-                    let response = ResponseBuilder::new()
-                        .description(description)
+                    let mut response = ResponseBuilder::new().description(description);
+                    if status == "429" {
+                        // The seconds to wait, as sent with every 429.
+                        response = response.header(
+                            "Retry-After",
+                            utoipa::openapi::HeaderBuilder::new()
+                                .schema(
+                                    utoipa::openapi::ObjectBuilder::new()
+                                        .schema_type(utoipa::openapi::schema::Type::Integer)
+                                        .minimum(Some(1)),
+                                )
+                                .description(Some("Seconds until a request would be accepted"))
+                                .build(),
+                        );
+                    }
+                    let response = response
                         .content(
                             crate::problem::PROBLEM_JSON,
                             ContentBuilder::new()

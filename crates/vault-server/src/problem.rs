@@ -58,6 +58,15 @@ pub enum ApiError {
     /// 403: the client share is for this version but does not rebuild its key.
     #[error("{0}")]
     ClientShareWrong(String),
+    /// 403: the organisation's tier allows no more of a resource (vaults, secrets, agents).
+    #[error("{0}")]
+    ResourceLimitExceeded(String),
+    /// 403: the organisation's tier does not allow the requested custody mode.
+    #[error("{0}")]
+    CustodyModeNotAllowed(String),
+    /// 403: a CMEK key sent for a rotation does not match the fingerprint it must match.
+    #[error("{0}")]
+    CmekKeyMismatch(String),
     /// 404: no such resource (or route).
     #[error("{0}")]
     NotFound(String),
@@ -80,6 +89,15 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: the caller (API key, or peer address without credentials) sent more requests than
+    /// its rate allows; the answer carries `Retry-After` with `retry_after_secs`.
+    #[error("{detail}")]
+    RateLimited {
+        /// What to do.
+        detail: String,
+        /// Whole seconds until a request would be accepted (at least 1).
+        retry_after_secs: u64,
+    },
     /// 503: the key providers could not be reached; the same request may succeed later.
     #[error("{0}")]
     Unavailable(String),
@@ -109,7 +127,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_)
             | ApiError::ClientShareForeign(_)
-            | ApiError::ClientShareWrong(_) => StatusCode::FORBIDDEN,
+            | ApiError::ClientShareWrong(_)
+            | ApiError::ResourceLimitExceeded(_)
+            | ApiError::CustodyModeNotAllowed(_)
+            | ApiError::CmekKeyMismatch(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -144,6 +166,10 @@ impl ApiError {
             ApiError::Forbidden(_) => "urn:mpc-vault:problem:forbidden",
             ApiError::ClientShareForeign(_) => "urn:mpc-vault:problem:client-share-foreign",
             ApiError::ClientShareWrong(_) => "urn:mpc-vault:problem:client-share-wrong",
+            ApiError::ResourceLimitExceeded(_) => "urn:mpc-vault:problem:resource-limit-exceeded",
+            ApiError::CustodyModeNotAllowed(_) => "urn:mpc-vault:problem:custody-mode-not-allowed",
+            ApiError::CmekKeyMismatch(_) => "urn:mpc-vault:problem:cmek-key-mismatch",
+            ApiError::RateLimited { .. } => "urn:mpc-vault:problem:rate-limited",
             ApiError::NotFound(_) => "urn:mpc-vault:problem:not-found",
             ApiError::MethodNotAllowed(_) => "urn:mpc-vault:problem:method-not-allowed",
             ApiError::Timeout(_) => "urn:mpc-vault:problem:timeout",
@@ -177,6 +203,10 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::ClientShareForeign(_) => "Client share of another secret",
             ApiError::ClientShareWrong(_) => "Wrong client share",
+            ApiError::ResourceLimitExceeded(_) => "Resource limit exceeded",
+            ApiError::CustodyModeNotAllowed(_) => "Custody mode not allowed",
+            ApiError::CmekKeyMismatch(_) => "CMEK key mismatch",
+            ApiError::RateLimited { .. } => "Too many requests",
             ApiError::NotFound(_) => "Not found",
             ApiError::MethodNotAllowed(_) => "Method not allowed",
             ApiError::Timeout(_) => "Request timeout",
@@ -235,6 +265,12 @@ pub(crate) struct Problem {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         // Serializing a struct of strings and an integer cannot fail; the fallback still
         // answers with the right status rather than panicking.
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
@@ -242,6 +278,11 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }

@@ -99,6 +99,19 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/checkpoints", post(audit::create_checkpoint))
         .route("/v1/audit/public-key", get(audit::public_key))
+        .route(
+            "/v1/vaults/{id}/cmek",
+            post(crate::cmek_routes::enable_cmek).delete(crate::cmek_routes::disable_cmek),
+        )
+        .route(
+            "/v1/vaults/{id}/cmek-rotate",
+            post(crate::cmek_routes::start_rotation),
+        )
+        .route(
+            "/v1/vaults/{id}/cmek-rotate/{job_id}",
+            get(crate::cmek_routes::rotation_status),
+        )
+        .route("/metrics", get(crate::metrics::serve_metrics))
         .route("/v1/treasury/wallets", get(treasury::list))
         .route("/v1/treasury/wallets/generate", post(treasury::generate))
         .route(
@@ -120,12 +133,42 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             crate::audit::scope::record,
         ))
+        // Route layers run after routing, and the last one added runs first. The rate limit
+        // runs before the audit layer: a refused request costs no database write, so a flood
+        // cannot be turned into audit-trail growth (it shows in the `rate_limited` metric). The
+        // route template is recorded for the request metrics even when the limit refuses.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate_limit::enforce,
+        ))
+        .route_layer(axum::middleware::from_fn(crate::metrics::record_route))
         .fallback(not_found)
         .with_state(state)
 }
 
 pub(crate) fn storage_error(err: StorageError) -> ApiError {
     internal("storage failure", &err)
+}
+
+/// A write refused at the tier's limit becomes 403 `resource-limit-exceeded` (and is counted);
+/// any other storage failure is internal.
+///
+/// The refusal is audited by the request's own event (outcome `denied`, status 403, written by
+/// the audit layer once the handler answers), which names the quota in its detail as
+/// `{"quota": {"resource": …, "limit": …}}`.
+pub(crate) fn quota_or_storage_error(
+    state: &AppState,
+    audit: &AuditScope,
+    err: StorageError,
+) -> ApiError {
+    if let StorageError::LimitReached { resource, limit } = &err {
+        state.metrics.quota_refused(resource);
+        audit.detail("quota", json!({ "resource": resource, "limit": limit }));
+    }
+    match state.config.limits().limit_error(err) {
+        Ok(refusal) => refusal,
+        Err(other) => storage_error(other),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -140,6 +183,29 @@ pub(crate) struct Principal {
     scope: Option<Vec<String>>,
     /// An agent: policies decide everything it may do, and it manages nothing.
     agent: bool,
+    /// The credential: the API key id (also for access tokens), or the agent id.
+    key_id: String,
+    /// The rate-limit bucket: `key:{id}` for an API key (access tokens count against their
+    /// key), `agent:{id}` for an agent (its keys and tokens share one bucket).
+    rate_key: String,
+}
+
+/// The result of authenticating a request in the rate-limit layer, handed to the handler's
+/// `Principal` extractor so that a request is authenticated once.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedAuth(std::sync::Arc<std::sync::Mutex<Option<Result<Principal, ApiError>>>>);
+
+impl CachedAuth {
+    pub(crate) fn new(auth: Result<Principal, ApiError>) -> CachedAuth {
+        CachedAuth(std::sync::Arc::new(std::sync::Mutex::new(Some(auth))))
+    }
+
+    fn take(&self) -> Option<Result<Principal, ApiError>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl Principal {
@@ -148,7 +214,11 @@ impl Principal {
         &self.user_id
     }
 
-    fn may_use(&self, vault_id: &str) -> bool {
+    pub(crate) fn rate_key(&self) -> &str {
+        &self.rate_key
+    }
+
+    pub(crate) fn may_use(&self, vault_id: &str) -> bool {
         self.scope
             .as_ref()
             .is_none_or(|vaults| vaults.iter().any(|v| v == vault_id))
@@ -178,104 +248,121 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthorized(
-                "send `Authorization: Bearer <token>` with an API key (1ck_…) or an access token \
+        // The rate-limit layer authenticated the request already when it had credentials
+        // (before the audit layer put its scope in the request), so the actor is named here,
+        // for a cached result and a fresh one alike.
+        let cached = parts
+            .extensions
+            .get::<CachedAuth>()
+            .and_then(CachedAuth::take);
+        let principal = match cached {
+            Some(auth) => auth?,
+            None => authenticate(parts, state).await?,
+        };
+        if let Some(audit) = parts.extensions.get::<AuditScope>() {
+            let kind = if principal.agent { "agent" } else { "user" };
+            audit.set_actor(kind, &principal.user_id, &principal.key_id);
+        }
+        Ok(principal)
+    }
+}
+
+/// Checks the `Authorization` header: an agent key, an API key, or an access token for
+/// either. Keys and agents are looked up on every request, so a revoked key or a deleted or
+/// expired agent stops at once, tokens included.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "send `Authorization: Bearer <token>` with an API key (1ck_…) or an access token \
                  from POST /v1/auth/api-key-token"
-                    .into(),
-            )
-        })?;
-        let bad_scheme = || {
-            ApiError::Unauthorized(
-                "the Authorization header must be `Bearer <token>` with an API key (1ck_…) or an \
+                .into(),
+        )
+    })?;
+    let bad_scheme = || {
+        ApiError::Unauthorized(
+            "the Authorization header must be `Bearer <token>` with an API key (1ck_…) or an \
                  access token"
-                    .into(),
-            )
-        };
-        let text = header.to_str().map_err(|_| bad_scheme())?;
-        let (scheme, token) = text.split_once(' ').ok_or_else(bad_scheme)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(bad_scheme());
-        }
-        let token = token.trim();
-        if token.starts_with(AGENT_KEY_PREFIX) {
-            let agent = crate::agents::verify_agent_key(&*state.storage, token)
-                .await
-                .map_err(storage_error)?
-                .ok_or_else(|| {
-                    ApiError::Unauthorized(
-                        "the agent key is not valid, or the agent was deleted or has expired"
-                            .into(),
-                    )
-                })?;
-            if let Some(audit) = parts.extensions.get::<AuditScope>() {
-                audit.set_actor("agent", &agent.id, &agent.id);
-            }
-            return Ok(Principal {
-                user_id: agent.id,
-                scope: agent.vault_ids,
-                agent: true,
-            });
-        }
-        if token.starts_with(API_KEY_PREFIX) {
-            let key = verify_api_key(&*state.storage, token)
-                .await
-                .map_err(storage_error)?
-                .ok_or_else(|| {
-                    ApiError::Unauthorized("the API key is not valid or was revoked".into())
-                })?;
-            if let Some(audit) = parts.extensions.get::<AuditScope>() {
-                audit.set_actor("user", &key.user_id, &key.id);
-            }
-            return Ok(Principal {
-                user_id: key.user_id,
-                scope: key.vault_scope,
-                agent: false,
-            });
-        }
-        let invalid_token = || {
-            ApiError::Unauthorized(
-                "the access token is not valid or has expired; get a new one from \
-                 POST /v1/auth/api-key-token"
-                    .into(),
-            )
-        };
-        let claims = state.jwt.verify(token).ok_or_else(invalid_token)?;
-        if claims.agent {
-            // Deleting or expiring the agent revokes its tokens: it is looked up every time.
-            let agent = state
-                .storage
-                .get_agent(&claims.sub)
-                .await
-                .map_err(storage_error)?
-                .filter(|a| crate::agents::is_live(a, now_millis()))
-                .ok_or_else(invalid_token)?;
-            if let Some(audit) = parts.extensions.get::<AuditScope>() {
-                audit.set_actor("agent", &agent.id, &agent.id);
-            }
-            return Ok(Principal {
-                user_id: agent.id,
-                scope: agent.vault_ids,
-                agent: true,
-            });
-        }
-        // Revoking a key revokes the tokens issued for it.
-        let key = state
-            .storage
-            .get_api_key(&claims.key_id)
+                .into(),
+        )
+    };
+    let text = header.to_str().map_err(|_| bad_scheme())?;
+    let (scheme, token) = text.split_once(' ').ok_or_else(bad_scheme)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(bad_scheme());
+    }
+    let token = token.trim();
+    if token.starts_with(AGENT_KEY_PREFIX) {
+        let agent = crate::agents::verify_agent_key(&*state.storage, token)
             .await
             .map_err(storage_error)?
-            .filter(|k| k.revoked_at.is_none() && k.user_id == claims.sub)
-            .ok_or_else(invalid_token)?;
-        if let Some(audit) = parts.extensions.get::<AuditScope>() {
-            audit.set_actor("user", &key.user_id, &key.id);
-        }
-        Ok(Principal {
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "the agent key is not valid, or the agent was deleted or has expired".into(),
+                )
+            })?;
+        return Ok(Principal {
+            rate_key: crate::rate_limit::agent_principal(&agent.id),
+            key_id: agent.id.clone(),
+            user_id: agent.id,
+            scope: agent.vault_ids,
+            agent: true,
+        });
+    }
+    if token.starts_with(API_KEY_PREFIX) {
+        let key = verify_api_key(&*state.storage, token)
+            .await
+            .map_err(storage_error)?
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the API key is not valid or was revoked".into())
+            })?;
+        return Ok(Principal {
+            rate_key: crate::rate_limit::key_principal(&key.id),
+            key_id: key.id,
             user_id: key.user_id,
             scope: key.vault_scope,
             agent: false,
-        })
+        });
     }
+    let invalid_token = || {
+        ApiError::Unauthorized(
+            "the access token is not valid or has expired; get a new one from \
+                 POST /v1/auth/api-key-token"
+                .into(),
+        )
+    };
+    let claims = state.jwt.verify(token).ok_or_else(invalid_token)?;
+    if claims.agent {
+        // Deleting or expiring the agent revokes its tokens: it is looked up every time.
+        let agent = state
+            .storage
+            .get_agent(&claims.sub)
+            .await
+            .map_err(storage_error)?
+            .filter(|a| crate::agents::is_live(a, now_millis()))
+            .ok_or_else(invalid_token)?;
+        return Ok(Principal {
+            rate_key: crate::rate_limit::agent_principal(&agent.id),
+            key_id: agent.id.clone(),
+            user_id: agent.id,
+            scope: agent.vault_ids,
+            agent: true,
+        });
+    }
+    // Revoking a key revokes the tokens issued for it.
+    let key = state
+        .storage
+        .get_api_key(&claims.key_id)
+        .await
+        .map_err(storage_error)?
+        .filter(|k| k.revoked_at.is_none() && k.user_id == claims.sub)
+        .ok_or_else(invalid_token)?;
+    Ok(Principal {
+        rate_key: crate::rate_limit::key_principal(&key.id),
+        key_id: key.id,
+        user_id: key.user_id,
+        scope: key.vault_scope,
+        agent: false,
+    })
 }
 
 #[utoipa::path(
@@ -578,7 +665,7 @@ async fn not_found() -> ApiError {
 // ---------------------------------------------------------------------------------------------
 // Vaults
 
-fn vault_json(vault: &VaultRecord) -> Vault {
+pub(crate) fn vault_json(vault: &VaultRecord) -> Vault {
     Vault {
         id: vault.id.clone(),
         name: vault.name.clone(),
@@ -719,6 +806,7 @@ fn requested_mode(
         mode = mode.with_providers(providers).map_err(custody_error)?;
     }
     state.custodian.check_mode(&mode).map_err(custody_error)?;
+    state.config.limits().check_mode(&mode)?;
     Ok(mode)
 }
 
@@ -737,7 +825,7 @@ pub(crate) fn custody_record(mode: &CustodyMode) -> VaultCustodyRecord {
     post, path = "/v1/vaults", tag = "vaults", security(("bearer" = [])), request_body = CreateVaultRequest,
     responses(
         (status = 201, description = "The new vault", body = Vault),
-        (status = 403, description = "A scoped key cannot create vaults", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A scoped key cannot create vaults; the tier's vault limit is reached (`resource-limit-exceeded`) or its custody modes exclude this one (`custody-mode-not-allowed`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_vault(
@@ -776,9 +864,13 @@ pub(crate) async fn create_vault(
     }
     state
         .storage
-        .insert_vault(&vault, &audit.success()?)
+        .insert_vault_within(
+            &vault,
+            state.config.limits().limits().max_vaults(),
+            &audit.success()?,
+        )
         .await
-        .map_err(storage_error)?;
+        .map_err(|err| quota_or_storage_error(&state, &audit, err))?;
     audit.mark_audited();
     Ok((StatusCode::CREATED, Json(vault_json(&vault))).into_response())
 }
@@ -854,6 +946,7 @@ pub(crate) async fn delete_vault(
     params(("id" = String, Path, description = "Vault id")),
     responses(
         (status = 200, description = "The vault with its custody mode", body = Vault),
+        (status = 403, description = "The tier's custody modes exclude this one (`custody-mode-not-allowed`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The vault already has another mode", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -1019,6 +1112,8 @@ pub(crate) async fn seal_version(
             deleted: false,
             created_by: principal.user_id.clone(),
             created_at: now_millis(),
+            // Set by the store from the vault, in the same statement as the insert.
+            cmek_fingerprint: None,
         },
         shares,
     };
@@ -1041,7 +1136,12 @@ async fn write_version(
     for _ in 0..PUT_ATTEMPTS {
         let (new, client_share) =
             seal_version(state, audit, principal, vault, path, value, &options).await?;
-        match state.storage.put_version(&new, &audit.success()?).await {
+        let max_secrets = state.config.limits().limits().max_secrets();
+        match state
+            .storage
+            .put_version_within(&new, max_secrets, &audit.success()?)
+            .await
+        {
             Ok(stored) => {
                 audit.mark_audited();
                 // The client share is returned once, here, and never stored.
@@ -1055,12 +1155,13 @@ async fn write_version(
                     metadata: options.metadata_json,
                     created_at: rfc3339(stored.created_at),
                     expires_at: stored.expires_at.map(rfc3339),
+                    cmek_encrypted: stored.cmek_fingerprint.is_some(),
                     client_share,
                 };
                 return Ok((StatusCode::CREATED, Json(out)).into_response());
             }
             Err(StorageError::Conflict) => {}
-            Err(e) => return Err(storage_error(e)),
+            Err(e) => return Err(quota_or_storage_error(state, audit, e)),
         }
     }
     Err(ApiError::Conflict(
@@ -1073,6 +1174,7 @@ async fn write_version(
     params(("id" = String, Path, description = "Vault id"), ("path" = String, Path, description = "Secret path (`/` may be sent as `%2F`)")),
     responses(
         (status = 201, description = "The new version; `client_share` in modes with a client slot", body = SecretWritten),
+        (status = 403, description = "A new secret past the tier's secret limit (`resource-limit-exceeded`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Concurrent writes kept taking the next version", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -1229,6 +1331,7 @@ pub(crate) async fn open_version(
         .open(&ctx, &stored, client_share.as_ref())
         .await
         .map_err(custody_error)?;
+    state.metrics.record_read(opened.report());
     if !opened.report().liars().is_empty() {
         tracing::warn!(liars = %opened.report().liars(), secret = path, "providers returned wrong shares");
     }
@@ -1273,6 +1376,7 @@ async fn read_version(
         created_by: record.created_by,
         created_at: rfc3339(record.created_at),
         expires_at: record.expires_at.map(rfc3339),
+        cmek_encrypted: record.cmek_fingerprint.is_some(),
     };
     // `Cache-Control: no-store` is set on every answer by the middleware in `app()`.
     Ok(Json(body).into_response())
@@ -1374,6 +1478,7 @@ fn summary_json(record: &VersionRecord) -> SecretSummary {
         metadata: metadata_value(record),
         created_at: rfc3339(record.created_at),
         expires_at: record.expires_at.map(rfc3339),
+        cmek_encrypted: record.cmek_fingerprint.is_some(),
     }
 }
 

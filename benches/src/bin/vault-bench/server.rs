@@ -20,6 +20,9 @@ pub(crate) enum StartError {
     /// `VaultServer::open_instrumented` or the admin key.
     #[error("in-process server: {0}")]
     Server(#[from] vault_server::ServerError),
+    /// The server configuration was refused.
+    #[error("in-process server configuration: {0}")]
+    Config(#[from] vault_server::ConfigError),
     /// The fault injector refused its configuration.
     #[error("fault injector: {0}")]
     Fault(#[from] kms_providers::Error),
@@ -63,7 +66,11 @@ impl InProcess {
             .thread_name("vault-server")
             .enable_all()
             .build()?;
-        let config = Config::default_config().with_data_dir(dir.path());
+        // The rate limit is off: a load run measures the server and its stores, not the
+        // per-principal limiter (which would refuse most of a run's requests from one key).
+        let config = Config::default_config()
+            .with_data_dir(dir.path())
+            .with_rate_limit(None)?;
         let mut injectors = Vec::new();
         let mut wrap_error = None;
         let (server, api_key, listener) = runtime.block_on(async {

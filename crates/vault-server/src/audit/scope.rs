@@ -79,6 +79,12 @@ impl AuditScope {
         self.event("success", None)
     }
 
+    /// The request id the events of this request carry (also given to work the request starts,
+    /// such as a CMEK rotation job, so its events can be traced back).
+    pub(crate) fn request_id(&self) -> String {
+        self.lock().request_id.clone()
+    }
+
     /// Marks the request as recorded (its write committed the event).
     pub(crate) fn mark_audited(&self) {
         self.lock().audited = true;
@@ -154,6 +160,10 @@ fn action_for(method: &Method, route: &str) -> Option<(&'static str, &'static st
         ("GET", "/v1/audit/verify") => ("audit.verify", "audit"),
         ("GET", "/v1/audit/export") => ("audit.export", "audit"),
         ("POST", "/v1/audit/checkpoints") => ("audit.checkpoint", "audit"),
+        ("POST", "/v1/vaults/{id}/cmek") => ("cmek.enable", "vault"),
+        ("DELETE", "/v1/vaults/{id}/cmek") => ("cmek.disable", "vault"),
+        ("POST", "/v1/vaults/{id}/cmek-rotate") => ("cmek.rotate", "vault"),
+        ("GET", "/v1/vaults/{id}/cmek-rotate/{job_id}") => ("cmek.rotate_status", "vault"),
         ("POST", "/v1/treasury/wallets/generate") => ("treasury.generate", "wallet"),
         ("GET", "/v1/treasury/wallets") => ("treasury.list", "wallet"),
         ("GET", "/v1/treasury/wallets/{chain}") => ("treasury.get", "wallet"),

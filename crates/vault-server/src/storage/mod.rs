@@ -8,6 +8,10 @@ pub use postgres::{PostgresOptions, PostgresStorage};
 pub use sqlite::SqliteStorage;
 pub(crate) use sqlite::create_private_dir;
 
+mod cmek;
+
+pub use cmek::{CmekJobRecord, CmekJobStatus};
+
 use async_trait::async_trait;
 
 use crate::audit::{AuditError, AuditEvent, Checkpoint, NewAuditEvent};
@@ -46,6 +50,16 @@ pub enum StorageError {
     /// An audit event could not be sealed, or the audit key could not be loaded.
     #[error("audit: {0}")]
     Audit(#[from] AuditError),
+    /// The write would take the organisation past its tier's limit on `resource`; nothing was
+    /// written. The count is taken in the same statement or transaction as the write, so two
+    /// concurrent writes at the limit cannot both pass.
+    #[error("the limit of {limit} {resource} is reached")]
+    LimitReached {
+        /// What is counted: `vaults`, `secrets` (or `agents`).
+        resource: &'static str,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// Which audit events to list (`GET /v1/audit/events`); every filter is optional.
@@ -265,7 +279,7 @@ pub struct ShareRecord {
 ///     path: "db/password".into(), version: 1, secret_type: "generic".into(),
 ///     custody_mode: "standard".into(), envelope: vec![], metadata: "{}".into(),
 ///     expires_at: None, max_access_count: None, access_count: 0, disabled: false,
-///     deleted: false, created_by: "admin".into(), created_at: 0,
+///     deleted: false, created_by: "admin".into(), created_at: 0, cmek_fingerprint: None,
 /// };
 /// assert_eq!(v.version, 1);
 /// ```
@@ -303,6 +317,11 @@ pub struct VersionRecord {
     pub created_by: String,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// For a CMEK value, the fingerprint (SHA-256, lowercase hex) of the client key it was
+    /// encrypted with; `None` for other values. On write the store takes it from the vault in
+    /// the same statement (the field is ignored there), so the flag cannot disagree with the
+    /// vault's CMEK state at the moment of the write.
+    pub cmek_fingerprint: Option<String>,
 }
 
 /// A version to write, with all its shares.
@@ -315,7 +334,7 @@ pub struct VersionRecord {
 /// #     path: "db/password".into(), version: 1, secret_type: "generic".into(),
 /// #     custody_mode: "standard".into(), envelope: vec![], metadata: "{}".into(),
 /// #     expires_at: None, max_access_count: None, access_count: 0, disabled: false,
-/// #     deleted: false, created_by: "admin".into(), created_at: 0,
+/// #     deleted: false, created_by: "admin".into(), created_at: 0, cmek_fingerprint: None,
 /// # };
 /// let new = vault_server::NewVersion {
 ///     new_secret_id: "s1".into(),
@@ -399,10 +418,21 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError>;
 
-    /// Stores a new vault.
+    /// Stores a new vault (no limit on the number of vaults), with its audit event.
     async fn insert_vault(
         &self,
         vault: &VaultRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        self.insert_vault_within(vault, None, audit).await
+    }
+    /// Stores a new vault unless the organisation already has `max_vaults` live vaults:
+    /// [`StorageError::LimitReached`] then (nothing written, no event). The count, the insert
+    /// and the audit event are in one transaction.
+    async fn insert_vault_within(
+        &self,
+        vault: &VaultRecord,
+        max_vaults: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError>;
     /// A vault that is not deleted.
@@ -436,6 +466,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn put_version(
         &self,
         new: &NewVersion,
+        audit: &NewAuditEvent,
+    ) -> Result<VersionRecord, StorageError> {
+        self.put_version_within(new, None, audit).await
+    }
+    /// As [`put_version`](Self::put_version), and when the write would make a secret live
+    /// (a new path, or one whose versions are all deleted) while the organisation already has
+    /// `max_secrets` live secrets, [`StorageError::LimitReached`] (nothing written, no event).
+    /// The count is taken inside the write transaction.
+    async fn put_version_within(
+        &self,
+        new: &NewVersion,
+        max_secrets: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<VersionRecord, StorageError>;
     /// A version (the latest if `version` is `None`) with its shares.
@@ -478,10 +520,21 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError>;
 
-    /// Stores a new agent.
+    /// Stores a new agent (no limit on the number of agents), with its audit event.
     async fn insert_agent(
         &self,
         agent: &AgentRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        self.insert_agent_within(agent, None, audit).await
+    }
+    /// Stores a new agent unless the organisation already has `max_agents` agents that are
+    /// not deleted: [`StorageError::LimitReached`] then (nothing written, no event). The count,
+    /// the insert and the audit event are in one transaction.
+    async fn insert_agent_within(
+        &self,
+        agent: &AgentRecord,
+        max_agents: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError>;
     /// An agent that is not deleted.
@@ -564,6 +617,73 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// The newest checkpoint.
     async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StorageError>;
 
+    /// The vault's CMEK fingerprint, if the vault exists, is not deleted and has CMEK on.
+    async fn vault_cmek_fingerprint(&self, vault_id: &str) -> Result<Option<String>, StorageError>;
+    /// Turns CMEK on with `fingerprint`, or off with `None`, with its audit event; false
+    /// (nothing written, no event) if the vault does not exist or a rotation job of the vault
+    /// is unfinished (the fingerprint is the job's to change).
+    async fn set_vault_cmek(
+        &self,
+        vault_id: &str,
+        fingerprint: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
+    /// Creates a rotation job and, in the same transaction, makes its new fingerprint the
+    /// vault's (new writes are flagged with the new key from then on). `total` is counted
+    /// here: the vault's undeleted versions flagged with the old fingerprint.
+    /// [`StorageError::Conflict`] if the vault's fingerprint is no longer `old_fingerprint`
+    /// or another job is unfinished. The audit event is appended in the same transaction.
+    async fn create_cmek_job(
+        &self,
+        job: &CmekJobRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<CmekJobRecord, StorageError>;
+    /// A job of a vault.
+    async fn get_cmek_job(
+        &self,
+        vault_id: &str,
+        job_id: &str,
+    ) -> Result<Option<CmekJobRecord>, StorageError>;
+    /// The vault's unfinished (running, paused or failed) job, if any.
+    async fn unfinished_cmek_job(
+        &self,
+        vault_id: &str,
+    ) -> Result<Option<CmekJobRecord>, StorageError>;
+    /// Sets a job's status and error, with its audit event in the same transaction;
+    /// `processed` is the job's own counter.
+    async fn set_cmek_job_status(
+        &self,
+        job_id: &str,
+        status: CmekJobStatus,
+        error: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError>;
+    /// Marks every running job paused (at startup: the keys did not survive the restart),
+    /// appending one event built by `audit` for each job in the same transaction.
+    async fn pause_running_cmek_jobs(
+        &self,
+        audit: &(
+             dyn for<'j> Fn(&'j CmekJobRecord) -> Result<NewAuditEvent, AuditError> + Send + Sync
+         ),
+    ) -> Result<u64, StorageError>;
+    /// Up to `limit` undeleted versions of the vault still flagged with `fingerprint`.
+    async fn cmek_versions_with(
+        &self,
+        vault_id: &str,
+        fingerprint: &str,
+        limit: u32,
+    ) -> Result<Vec<(VersionRecord, Vec<ShareRecord>)>, StorageError>;
+    /// Replaces one version's envelope and shares and re-flags it `new_fingerprint`, and counts
+    /// it in the job, with its audit event, in one transaction; false (nothing changed, no
+    /// event) if the version is no longer flagged `old_fingerprint`.
+    async fn rewrite_cmek_version(
+        &self,
+        job: &CmekJobRecord,
+        version_id: &str,
+        envelope: &[u8],
+        shares: &[ShareRecord],
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError>;
     /// Stores a treasury wallet: its private key as the next version of its secret (exactly as
     /// [`Storage::put_version`]) and its metadata, in one transaction with `audit`. With
     /// `replaces` (a rotation) that wallet is deactivated and the older versions of the secret

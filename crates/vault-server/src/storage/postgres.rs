@@ -6,6 +6,17 @@
 //! `MAX(version) + 1` and `UNIQUE (secret_id, version)` turns a lost race into
 //! [`StorageError::Conflict`], which the server answers by sealing again under the next number.
 //!
+//! Tier limits cannot lean on a database-wide write lock as they do on SQLite. A write with a
+//! limit first locks its resource's row in `quota_locks` (`SELECT … FOR UPDATE`), then counts,
+//! then writes, all in one transaction: limited writers of one resource queue on that row on
+//! every replica, and under READ COMMITTED each count statement takes a fresh snapshot, so it
+//! sees whatever the previous lock holder committed. Two creates at the limit cannot both pass.
+//!
+//! A vault's CMEK state is guarded by its own row: a version write reads the vault's
+//! fingerprint `FOR SHARE`, while turning CMEK on or off and starting a rotation update (lock)
+//! the row, so a version is always flagged with the fingerprint the vault had when the write
+//! committed, and a rotation job's `total` counts every version flagged with the old key.
+//!
 //! Every write also appends its audit event inside that transaction (see [`Storage`]'s "Audit"
 //! section): the `UPDATE audit_chain_head … RETURNING` that starts an append takes the head
 //! row's lock until commit, so appends from all replicas form one gap-free chain.
@@ -22,10 +33,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{
-    AgentRecord, ApiKeyRecord, AuditQuery, NewVersion, PolicyRecord, ShareRecord, Storage,
-    StorageError, VaultCustodyRecord, VaultRecord, VersionRecord, WalletRecord,
+    AgentRecord, ApiKeyRecord, AuditQuery, CmekJobRecord, CmekJobStatus, NewVersion, PolicyRecord,
+    ShareRecord, Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
+    WalletRecord,
 };
-use crate::audit::{AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
+use crate::audit::{AuditError, AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
+use crate::metrics::Metrics;
 
 /// How many times a transaction PostgreSQL aborted (serialization failure, deadlock) is run
 /// again before the error is returned. Conflicts on a unique row are not retried here: the
@@ -201,8 +214,18 @@ impl fmt::Debug for PostgresOptions {
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
     pool: PgPool,
+    /// What every audit append needs besides the transaction.
+    chain: AuditChain,
+}
+
+/// The audit chain's sealing key and the counter of failed appends, which every append gets.
+#[derive(Debug, Clone)]
+struct AuditChain {
     /// Seals every appended audit event (`integrity_hash`); every replica must hold the same.
-    audit_key: Arc<AuditKey>,
+    key: Arc<AuditKey>,
+    /// Counts failed audit appends (`mpc_vault_audit_write_failures_total`); `None` for a
+    /// store opened outside a server.
+    metrics: Option<Metrics>,
 }
 
 /// A transaction body for [`PostgresStorage::write`]: it gets the open transaction and hands it
@@ -240,7 +263,20 @@ impl PostgresStorage {
             .connect_with(options.connect.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStorage { pool, audit_key })
+        Ok(PostgresStorage {
+            pool,
+            chain: AuditChain {
+                key: audit_key,
+                metrics: None,
+            },
+        })
+    }
+
+    /// Counts every failed audit append in `metrics`. Every append goes through [`append`],
+    /// in a write's transaction or its own, so none is missed.
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> PostgresStorage {
+        self.chain.metrics = Some(metrics);
+        self
     }
 
     /// Runs `body` in one transaction and commits it; every write goes through here, so a row
@@ -391,7 +427,79 @@ fn version_of(row: &PgRow) -> Result<VersionRecord, StorageError> {
         deleted: row.try_get("deleted")?,
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
+        cmek_fingerprint: row.try_get("cmek_fingerprint")?,
     })
+}
+
+fn cmek_job(row: &PgRow) -> Result<CmekJobRecord, StorageError> {
+    const T: &str = "cmek_rotation_jobs";
+    let status: String = row.try_get("status")?;
+    Ok(CmekJobRecord {
+        id: row.try_get("id")?,
+        vault_id: row.try_get("vault_id")?,
+        old_fingerprint: row.try_get("old_fingerprint")?,
+        new_fingerprint: row.try_get("new_fingerprint")?,
+        status: status
+            .parse()
+            .map_err(|reason| StorageError::Corrupt { table: T, reason })?,
+        processed: to_u64(T, row.try_get("processed")?)?,
+        total: to_u64(T, row.try_get("total")?)?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// A version's share rows, by slot.
+async fn shares_of(
+    conn: &mut PgConnection,
+    version_id: &str,
+) -> Result<Vec<ShareRecord>, StorageError> {
+    sqlx::query(
+        "SELECT slot, provider, blob FROM secret_dek_shares WHERE secret_version_id = $1 \
+         ORDER BY slot",
+    )
+    .bind(version_id)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|r| {
+        let slot: i64 = r.try_get("slot")?;
+        Ok(ShareRecord {
+            slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
+                table: "secret_dek_shares",
+                reason: format!("slot {slot}"),
+            })?,
+            provider: r.try_get("provider")?,
+            blob: r.try_get("blob")?,
+        })
+    })
+    .collect()
+}
+
+/// Live secrets of the organisation: in a vault that is not deleted, with a version that is
+/// not deleted. Treasury keys (the `__treasury-keys` system vault,
+/// `crate::treasury::SYSTEM_VAULT`) are the server's, not the organisation's: not counted.
+const LIVE_SECRETS: &str = "SELECT COUNT(*) FROM secrets s JOIN vaults va ON va.id = s.vault_id \
+     WHERE va.deleted_at IS NULL AND va.name <> '__treasury-keys' AND EXISTS \
+     (SELECT 1 FROM secret_versions lv WHERE lv.secret_id = s.id AND NOT lv.deleted)";
+
+/// Takes the quota lock of `resource` (a row of `quota_locks`) until the transaction ends; see
+/// the module documentation. Only limited writes take it, so unlimited ones never queue.
+async fn lock_quota(conn: &mut PgConnection, resource: &'static str) -> Result<(), StorageError> {
+    let locked: Option<String> =
+        sqlx::query_scalar("SELECT resource FROM quota_locks WHERE resource = $1 FOR UPDATE")
+            .bind(resource)
+            .fetch_optional(conn)
+            .await?;
+    match locked {
+        Some(_) => Ok(()),
+        // Without its row the limit could not be enforced race-free: refuse the write.
+        None => Err(StorageError::Corrupt {
+            table: "quota_locks",
+            reason: format!("no lock row for {resource}"),
+        }),
+    }
 }
 
 /// The columns `version_of()` reads: a version joined with its secret.
@@ -400,7 +508,8 @@ const VERSION_COLUMNS: &str = "s.id AS secret_id, v.id AS version_id, s.vault_id
      v.custody_mode AS custody_mode, v.envelope AS envelope, v.metadata AS metadata, \
      v.expires_at AS expires_at, v.max_access_count AS max_access_count, \
      v.access_count AS access_count, v.disabled AS disabled, v.deleted AS deleted, \
-     v.created_by AS created_by, v.created_at AS created_at";
+     v.created_by AS created_by, v.created_at AS created_at, \
+     v.cmek_fingerprint AS cmek_fingerprint";
 
 async fn insert_api_key_row(
     conn: &mut PgConnection,
@@ -430,7 +539,7 @@ async fn insert_api_key_row(
 
 async fn insert_first_api_key_row(
     conn: &mut PgConnection,
-    audit_key: &AuditKey,
+    chain: &AuditChain,
     key: &ApiKeyRecord,
     audit: &NewAuditEvent,
 ) -> Result<bool, StorageError> {
@@ -446,14 +555,31 @@ async fn insert_first_api_key_row(
         return Ok(false);
     }
     insert_api_key_row(conn, key).await?;
-    append(conn, audit_key, audit).await?;
+    append(conn, chain, audit).await?;
     Ok(true)
 }
 
 async fn insert_vault_row(
     conn: &mut PgConnection,
     vault: &VaultRecord,
+    max_vaults: Option<u64>,
 ) -> Result<(), StorageError> {
+    if let Some(limit) = max_vaults {
+        lock_quota(&mut *conn, "vaults").await?;
+        // The treasury's system vaults are the server's, not the organisation's: not counted.
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM vaults WHERE deleted_at IS NULL AND name <> $1",
+        )
+        .bind(crate::treasury::SYSTEM_VAULT)
+        .fetch_one(&mut *conn)
+        .await?;
+        if to_u64("vaults", live)? >= limit {
+            return Err(StorageError::LimitReached {
+                resource: "vaults",
+                limit,
+            });
+        }
+    }
     let (mode, threshold, providers) = match &vault.custody {
         Some(c) => (
             Some(c.mode.as_str()),
@@ -483,8 +609,23 @@ async fn insert_vault_row(
 async fn put_version_rows(
     conn: &mut PgConnection,
     new: &NewVersion,
+    max_secrets: Option<u64>,
 ) -> Result<VersionRecord, StorageError> {
     let v = &new.version;
+    if max_secrets.is_some() {
+        // First, before any row lock: every limited writer takes the locks in the same order
+        // (quota, vault, secret), so they queue instead of deadlocking.
+        lock_quota(&mut *conn, "secrets").await?;
+    }
+    // The vault's CMEK fingerprint, read under a share lock held to the commit: turning CMEK
+    // on or off, or starting a rotation, waits for this write, and this write waits for them.
+    // A missing vault reads as no fingerprint; the secret's foreign key then refuses the write.
+    let cmek_fingerprint: Option<String> =
+        sqlx::query_scalar("SELECT cmek_fingerprint FROM vaults WHERE id = $1 FOR SHARE")
+            .bind(&v.vault_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
     // Under READ COMMITTED, a concurrent insert of the same secret makes this statement wait
     // for it; the SELECT after it then sees whichever row won.
     sqlx::query(
@@ -503,11 +644,31 @@ async fn put_version_rows(
             .bind(&v.path)
             .fetch_one(&mut *conn)
             .await?;
+    if let Some(limit) = max_secrets {
+        let live: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM secret_versions WHERE secret_id = $1 AND NOT deleted)",
+        )
+        .bind(&secret_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if !live {
+            let count: i64 = sqlx::query_scalar(LIVE_SECRETS)
+                .fetch_one(&mut *conn)
+                .await?;
+            if to_u64("secrets", count)? >= limit {
+                // The caller rolls the transaction back, with the secret row inserted above.
+                return Err(StorageError::LimitReached {
+                    resource: "secrets",
+                    limit,
+                });
+            }
+        }
+    }
     let inserted = sqlx::query(
         "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
          envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
-         created_by, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, FALSE, FALSE, $10, $11)",
+         created_by, created_at, cmek_fingerprint) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, FALSE, FALSE, $10, $11, $12)",
     )
     .bind(&v.version_id)
     .bind(&secret_id)
@@ -520,6 +681,7 @@ async fn put_version_rows(
     .bind(v.max_access_count.map(to_i64).transpose()?)
     .bind(&v.created_by)
     .bind(v.created_at)
+    .bind(cmek_fingerprint.as_deref())
     .execute(&mut *conn)
     .await;
     match inserted {
@@ -527,7 +689,24 @@ async fn put_version_rows(
         Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
         Err(e) => return Err(e.into()),
     }
-    for share in &new.shares {
+    insert_shares(&mut *conn, &v.vault_id, &v.version_id, &new.shares).await?;
+    let mut stored = v.clone();
+    stored.cmek_fingerprint = cmek_fingerprint;
+    stored.secret_id = secret_id;
+    stored.access_count = 0;
+    stored.disabled = false;
+    stored.deleted = false;
+    Ok(stored)
+}
+
+/// Inserts a version's share rows: the wrapped share, or a pending slot to repair.
+async fn insert_shares(
+    conn: &mut PgConnection,
+    vault_id: &str,
+    version_id: &str,
+    shares: &[ShareRecord],
+) -> Result<(), StorageError> {
+    for share in shares {
         let state = if share.blob.is_some() {
             "stored"
         } else {
@@ -537,8 +716,8 @@ async fn put_version_rows(
             "INSERT INTO secret_dek_shares (vault_id, secret_version_id, slot, provider, blob, state) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(&v.vault_id)
-        .bind(&v.version_id)
+        .bind(vault_id)
+        .bind(version_id)
         .bind(i64::from(share.slot))
         .bind(&share.provider)
         .bind(share.blob.as_deref())
@@ -546,12 +725,144 @@ async fn put_version_rows(
         .execute(&mut *conn)
         .await?;
     }
-    let mut stored = v.clone();
-    stored.secret_id = secret_id;
-    stored.access_count = 0;
-    stored.disabled = false;
-    stored.deleted = false;
+    Ok(())
+}
+
+async fn set_vault_cmek_rows(
+    conn: &mut PgConnection,
+    vault_id: &str,
+    fingerprint: Option<&str>,
+) -> Result<bool, StorageError> {
+    // The row lock first: a rotation starting meanwhile (which updates this row) either
+    // committed before, and its job is seen by the check below, or waits for this transaction.
+    // A single UPDATE with NOT EXISTS would re-check only the vault row after waiting, not the
+    // job table, under READ COMMITTED.
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT id FROM vaults WHERE id = $1 AND deleted_at IS NULL FOR UPDATE")
+            .bind(vault_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if exists.is_none() {
+        return Ok(false);
+    }
+    let unfinished: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM cmek_rotation_jobs WHERE vault_id = $1 \
+         AND status IN ('running', 'paused', 'failed'))",
+    )
+    .bind(vault_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if unfinished {
+        return Ok(false);
+    }
+    let changed = execute(
+        conn,
+        sqlx::query("UPDATE vaults SET cmek_fingerprint = $1, cmek_enabled = $2 WHERE id = $3")
+            .bind(fingerprint)
+            .bind(fingerprint.is_some())
+            .bind(vault_id),
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
+async fn create_cmek_job_rows(
+    conn: &mut PgConnection,
+    job: &CmekJobRecord,
+) -> Result<CmekJobRecord, StorageError> {
+    // Compare-and-set on the old fingerprint. The update locks the vault row, so version writes
+    // in flight (holding it `FOR SHARE`) finish first and are counted below, and later ones
+    // wait for the commit and are flagged with the new fingerprint.
+    let moved = execute(
+        &mut *conn,
+        sqlx::query(
+            "UPDATE vaults SET cmek_fingerprint = $1 WHERE id = $2 AND deleted_at IS NULL \
+             AND cmek_fingerprint = $3",
+        )
+        .bind(&job.new_fingerprint)
+        .bind(&job.vault_id)
+        .bind(&job.old_fingerprint),
+    )
+    .await?;
+    if moved != 1 {
+        return Err(StorageError::Conflict);
+    }
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+         WHERE s.vault_id = $1 AND v.cmek_fingerprint = $2 AND NOT v.deleted",
+    )
+    .bind(&job.vault_id)
+    .bind(&job.old_fingerprint)
+    .fetch_one(&mut *conn)
+    .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO cmek_rotation_jobs (id, vault_id, old_fingerprint, new_fingerprint, \
+         status, processed, total, error, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, $7, $7)",
+    )
+    .bind(&job.id)
+    .bind(&job.vault_id)
+    .bind(&job.old_fingerprint)
+    .bind(&job.new_fingerprint)
+    .bind(CmekJobStatus::Running.as_str())
+    .bind(total)
+    .bind(job.created_at)
+    .execute(&mut *conn)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
+        Err(e) => return Err(e.into()),
+    }
+    let mut stored = job.clone();
+    stored.status = CmekJobStatus::Running;
+    stored.processed = 0;
+    stored.total = to_u64("cmek_rotation_jobs", total)?;
+    stored.error = None;
+    stored.updated_at = job.created_at;
     Ok(stored)
+}
+
+async fn rewrite_cmek_version_rows(
+    conn: &mut PgConnection,
+    job: &CmekJobRecord,
+    version_id: &str,
+    envelope: &[u8],
+    shares: &[ShareRecord],
+) -> Result<bool, StorageError> {
+    // Compare-and-set on the old fingerprint: of two runs of one job (a resumed job on another
+    // replica), the second waits for the row lock, re-checks, and changes nothing.
+    let changed = execute(
+        &mut *conn,
+        sqlx::query(
+            "UPDATE secret_versions SET envelope = $1, cmek_fingerprint = $2 \
+             WHERE id = $3 AND cmek_fingerprint = $4",
+        )
+        .bind(envelope)
+        .bind(&job.new_fingerprint)
+        .bind(version_id)
+        .bind(&job.old_fingerprint),
+    )
+    .await?;
+    if changed != 1 {
+        return Ok(false);
+    }
+    execute(
+        &mut *conn,
+        sqlx::query("DELETE FROM secret_dek_shares WHERE secret_version_id = $1").bind(version_id),
+    )
+    .await?;
+    insert_shares(&mut *conn, &job.vault_id, version_id, shares).await?;
+    execute(
+        conn,
+        sqlx::query(
+            "UPDATE cmek_rotation_jobs SET processed = processed + 1, updated_at = $1 WHERE id = $2",
+        )
+        .bind(crate::time::now_millis())
+        .bind(&job.id),
+    )
+    .await?;
+    Ok(true)
 }
 
 const AUDIT_EVENTS: &str = "audit_events";
@@ -650,6 +961,23 @@ fn policy(row: &PgRow) -> Result<PolicyRecord, StorageError> {
 /// head's hash (the hash column is not changed yet).
 async fn append(
     conn: &mut PgConnection,
+    chain: &AuditChain,
+    event: &NewAuditEvent,
+) -> Result<AuditEvent, StorageError> {
+    let appended = seal_and_insert(conn, &chain.key, event).await;
+    // The caller's write fails with this error too (fail-closed); the counter makes a failing
+    // audit trail visible before users report failing writes.
+    if appended.is_err()
+        && let Some(metrics) = &chain.metrics
+    {
+        metrics.audit_write_failed();
+    }
+    appended
+}
+
+/// The append itself, see [`append`].
+async fn seal_and_insert(
+    conn: &mut PgConnection,
     key: &AuditKey,
     event: &NewAuditEvent,
 ) -> Result<AuditEvent, StorageError> {
@@ -697,7 +1025,7 @@ async fn append(
 /// same as rolling it back, and it never takes the chain head's lock.
 async fn execute_audited(
     conn: &mut PgConnection,
-    key: &AuditKey,
+    chain: &AuditChain,
     audit: &NewAuditEvent,
     query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
     changed: fn(u64) -> bool,
@@ -706,8 +1034,16 @@ async fn execute_audited(
     if !changed(rows) {
         return Ok(false);
     }
-    append(conn, key, audit).await?;
+    append(conn, chain, audit).await?;
     Ok(true)
+}
+
+/// Runs one statement and returns how many rows it changed.
+async fn execute(
+    conn: &mut PgConnection,
+    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+) -> Result<u64, StorageError> {
+    Ok(query.execute(conn).await?.rows_affected())
 }
 
 fn exactly_one(rows: u64) -> bool {
@@ -721,7 +1057,22 @@ fn at_least_one(rows: u64) -> bool {
 async fn insert_agent_row(
     conn: &mut PgConnection,
     agent: &AgentRecord,
+    max_agents: Option<u64>,
 ) -> Result<(), StorageError> {
+    if let Some(limit) = max_agents {
+        // As for vaults. Deleted agents do not count; expired ones do until deleted (they
+        // still hold a name and a key row).
+        lock_quota(&mut *conn, "agents").await?;
+        let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents WHERE deleted_at IS NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+        if to_u64("agents", live)? >= limit {
+            return Err(StorageError::LimitReached {
+                resource: "agents",
+                limit,
+            });
+        }
+    }
     let vault_ids = agent
         .vault_ids
         .as_ref()
@@ -823,7 +1174,8 @@ async fn put_wallet_rows(
         // Rotated or deleted by a concurrent request.
         return Err(StorageError::Conflict);
     }
-    let stored = put_version_rows(&mut *conn, new).await?;
+    // Treasury keys are not user secrets: no secret quota applies.
+    let stored = put_version_rows(&mut *conn, new, None).await?;
     if replaces.is_some() {
         // The replaced key must not be readable any more: every older version goes.
         sqlx::query(
@@ -864,7 +1216,7 @@ async fn put_wallet_rows(
 /// when the wallet was still active.
 async fn delete_wallet_rows(
     conn: &mut PgConnection,
-    key: &AuditKey,
+    chain: &AuditChain,
     wallet: &WalletRecord,
     at: i64,
     audit: &NewAuditEvent,
@@ -880,7 +1232,7 @@ async fn delete_wallet_rows(
     .bind(&wallet.secret_path)
     .execute(&mut *conn)
     .await?;
-    append(conn, key, audit).await?;
+    append(conn, chain, audit).await?;
     Ok(true)
 }
 
@@ -913,10 +1265,10 @@ impl Storage for PostgresStorage {
         key: &ApiKeyRecord,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| async {
             insert_api_key_row(&mut *conn, key).await?;
-            append(conn, audit_key, audit).await?;
+            append(conn, chain, audit).await?;
             Ok(())
         }))
         .await
@@ -927,9 +1279,9 @@ impl Storage for PostgresStorage {
         key: &ApiKeyRecord,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| insert_first_api_key_row(
-            conn, audit_key, key, audit
+            conn, chain, key, audit
         )))
         .await
     }
@@ -974,10 +1326,10 @@ impl Storage for PostgresStorage {
         at: i64,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| execute_audited(
             conn,
-            audit_key,
+            chain,
             audit,
             sqlx::query(
                 "UPDATE api_keys SET revoked_at = $1 \
@@ -991,15 +1343,16 @@ impl Storage for PostgresStorage {
         .await
     }
 
-    async fn insert_vault(
+    async fn insert_vault_within(
         &self,
         vault: &VaultRecord,
+        max_vaults: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| async {
-            insert_vault_row(&mut *conn, vault).await?;
-            append(conn, audit_key, audit).await?;
+            insert_vault_row(&mut *conn, vault, max_vaults).await?;
+            append(conn, chain, audit).await?;
             Ok(())
         }))
         .await
@@ -1034,10 +1387,10 @@ impl Storage for PostgresStorage {
         at: i64,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| execute_audited(
             conn,
-            audit_key,
+            chain,
             audit,
             sqlx::query("UPDATE vaults SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
                 .bind(at)
@@ -1055,12 +1408,12 @@ impl Storage for PostgresStorage {
     ) -> Result<bool, StorageError> {
         let providers = to_json("vaults", &custody.providers)?;
         let providers = providers.as_str();
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         // The `mpc_custody IS NULL` guard makes setting a mode a compare-and-set: under READ
         // COMMITTED the second of two concurrent updates re-checks it after the first commits.
         self.write(tx_body!(|conn| execute_audited(
             conn,
-            audit_key,
+            chain,
             audit,
             sqlx::query(
                 "UPDATE vaults SET mpc_custody = $1, mpc_threshold = $2, mpc_providers = $3 \
@@ -1091,15 +1444,16 @@ impl Storage for PostgresStorage {
         n.map(|n| to_u64("secret_versions", n)).transpose()
     }
 
-    async fn put_version(
+    async fn put_version_within(
         &self,
         new: &NewVersion,
+        max_secrets: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<VersionRecord, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| async {
-            let stored = put_version_rows(&mut *conn, new).await?;
-            append(conn, audit_key, audit).await?;
+            let stored = put_version_rows(&mut *conn, new, max_secrets).await?;
+            append(conn, chain, audit).await?;
             Ok(stored)
         }))
         .await
@@ -1145,26 +1499,7 @@ impl Storage for PostgresStorage {
             return Ok(None);
         };
         let record = version_of(&row)?;
-        let shares = sqlx::query(
-            "SELECT slot, provider, blob FROM secret_dek_shares WHERE secret_version_id = $1 \
-             ORDER BY slot",
-        )
-        .bind(&record.version_id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            let slot: i64 = r.try_get("slot")?;
-            Ok(ShareRecord {
-                slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
-                    table: "secret_dek_shares",
-                    reason: format!("slot {slot}"),
-                })?,
-                provider: r.try_get("provider")?,
-                blob: r.try_get("blob")?,
-            })
-        })
-        .collect::<Result<Vec<_>, StorageError>>()?;
+        let shares = shares_of(&mut tx, &record.version_id).await?;
         tx.rollback().await?;
         Ok(Some((record, shares)))
     }
@@ -1214,10 +1549,10 @@ impl Storage for PostgresStorage {
         version_id: &str,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| execute_audited(
             conn,
-            audit_key,
+            chain,
             audit,
             sqlx::query("UPDATE secret_versions SET disabled = TRUE WHERE id = $1 AND NOT deleted")
                 .bind(version_id),
@@ -1232,10 +1567,10 @@ impl Storage for PostgresStorage {
         path: &str,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| execute_audited(
             conn,
-            audit_key,
+            chain,
             audit,
             sqlx::query(
                 "UPDATE secret_versions SET deleted = TRUE WHERE NOT deleted AND secret_id = \
@@ -1253,12 +1588,12 @@ impl Storage for PostgresStorage {
         version_id: &str,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         // One conditional UPDATE: the row lock makes a concurrent read re-check the condition
         // after this one commits, so reads on several replicas cannot exceed the maximum.
         self.write(tx_body!(|conn| execute_audited(
             conn,
-            audit_key,
+            chain,
             audit,
             sqlx::query(
                 "UPDATE secret_versions SET access_count = access_count + 1 WHERE id = $1 \
@@ -1270,15 +1605,16 @@ impl Storage for PostgresStorage {
         .await
     }
 
-    async fn insert_agent(
+    async fn insert_agent_within(
         &self,
         agent: &AgentRecord,
+        max_agents: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| async {
-            insert_agent_row(&mut *conn, agent).await?;
-            append(conn, audit_key, audit).await?;
+            insert_agent_row(&mut *conn, agent, max_agents).await?;
+            append(conn, chain, audit).await?;
             Ok(())
         }))
         .await
@@ -1324,10 +1660,10 @@ impl Storage for PostgresStorage {
         at: i64,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| execute_audited(
             conn,
-            audit_key,
+            chain,
             audit,
             sqlx::query(
                 "UPDATE agents SET deleted_at = $1 WHERE id = $2 AND created_by = $3 \
@@ -1346,10 +1682,10 @@ impl Storage for PostgresStorage {
         policy: &PolicyRecord,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| async {
             insert_policy_row(&mut *conn, policy).await?;
-            append(conn, audit_key, audit).await?;
+            append(conn, chain, audit).await?;
             Ok(())
         }))
         .await
@@ -1362,10 +1698,10 @@ impl Storage for PostgresStorage {
     ) -> Result<bool, StorageError> {
         let permissions = to_json("policies", &policy.permissions)?;
         let permissions = permissions.as_str();
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| execute_audited(
             conn,
-            audit_key,
+            chain,
             audit,
             sqlx::query(
                 "UPDATE policies SET secret_path_pattern = $1, principal_type = $2, \
@@ -1393,10 +1729,10 @@ impl Storage for PostgresStorage {
         id: &str,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| execute_audited(
             conn,
-            audit_key,
+            chain,
             audit,
             sqlx::query("DELETE FROM policies WHERE id = $1 AND vault_id = $2")
                 .bind(id)
@@ -1454,8 +1790,8 @@ impl Storage for PostgresStorage {
     }
 
     async fn append_audit(&self, audit: &NewAuditEvent) -> Result<AuditEvent, StorageError> {
-        let audit_key = &*self.audit_key;
-        self.write(tx_body!(|conn| append(conn, audit_key, audit)))
+        let chain = &self.chain;
+        self.write(tx_body!(|conn| append(conn, chain, audit)))
             .await
     }
 
@@ -1599,6 +1935,48 @@ impl Storage for PostgresStorage {
             .transpose()
     }
 
+    async fn vault_cmek_fingerprint(&self, vault_id: &str) -> Result<Option<String>, StorageError> {
+        let fingerprint: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT cmek_fingerprint FROM vaults WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(vault_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(fingerprint.flatten())
+    }
+
+    async fn set_vault_cmek(
+        &self,
+        vault_id: &str,
+        fingerprint: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let chain = &self.chain;
+        self.write(tx_body!(|conn| async {
+            if !set_vault_cmek_rows(&mut *conn, vault_id, fingerprint).await? {
+                // Nothing changed: no event claims a change (the caller records the failure).
+                return Ok(false);
+            }
+            append(conn, chain, audit).await?;
+            Ok(true)
+        }))
+        .await
+    }
+
+    async fn create_cmek_job(
+        &self,
+        job: &CmekJobRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<CmekJobRecord, StorageError> {
+        let chain = &self.chain;
+        self.write(tx_body!(|conn| async {
+            let stored = create_cmek_job_rows(&mut *conn, job).await?;
+            append(conn, chain, audit).await?;
+            Ok(stored)
+        }))
+        .await
+    }
+
     async fn put_wallet(
         &self,
         new: &NewVersion,
@@ -1606,11 +1984,158 @@ impl Storage for PostgresStorage {
         replaces: Option<&str>,
         audit: &NewAuditEvent,
     ) -> Result<VersionRecord, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| async {
             let stored = put_wallet_rows(&mut *conn, new, wallet, replaces).await?;
-            append(conn, audit_key, audit).await?;
+            append(conn, chain, audit).await?;
             Ok(stored)
+        }))
+        .await
+    }
+
+    async fn get_cmek_job(
+        &self,
+        vault_id: &str,
+        job_id: &str,
+    ) -> Result<Option<CmekJobRecord>, StorageError> {
+        sqlx::query("SELECT * FROM cmek_rotation_jobs WHERE id = $1 AND vault_id = $2")
+            .bind(job_id)
+            .bind(vault_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(cmek_job)
+            .transpose()
+    }
+
+    async fn unfinished_cmek_job(
+        &self,
+        vault_id: &str,
+    ) -> Result<Option<CmekJobRecord>, StorageError> {
+        sqlx::query(
+            "SELECT * FROM cmek_rotation_jobs WHERE vault_id = $1 \
+             AND status IN ('running', 'paused', 'failed')",
+        )
+        .bind(vault_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(cmek_job)
+        .transpose()
+    }
+
+    async fn set_cmek_job_status(
+        &self,
+        job_id: &str,
+        status: CmekJobStatus,
+        error: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        let now = crate::time::now_millis();
+        let chain = &self.chain;
+        // No such job: nothing changed, and no event claims a change.
+        self.write(tx_body!(|conn| execute_audited(
+            conn,
+            chain,
+            audit,
+            sqlx::query(
+                "UPDATE cmek_rotation_jobs SET status = $1, error = $2, updated_at = $3 \
+                 WHERE id = $4",
+            )
+            .bind(status.as_str())
+            .bind(error)
+            .bind(now)
+            .bind(job_id),
+            exactly_one,
+        )))
+        .await?;
+        Ok(())
+    }
+
+    async fn pause_running_cmek_jobs(
+        &self,
+        audit: &(
+             dyn for<'j> Fn(&'j CmekJobRecord) -> Result<NewAuditEvent, AuditError> + Send + Sync
+         ),
+    ) -> Result<u64, StorageError> {
+        let now = crate::time::now_millis();
+        let chain = &self.chain;
+        self.write(tx_body!(|conn| async {
+            // One statement pauses the jobs and returns them, so every paused job (and only
+            // those: a replica starting at the same time pauses none twice) gets its event.
+            let paused = sqlx::query(
+                "UPDATE cmek_rotation_jobs SET status = 'paused', error = $1, updated_at = $2 \
+                 WHERE status = 'running' RETURNING *",
+            )
+            .bind(
+                "the server restarted and CMEK keys are never stored: send the same POST \
+                 …/cmek-rotate with both keys to resume",
+            )
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(cmek_job)
+            .collect::<Result<Vec<_>, _>>()?;
+            for job in &paused {
+                append(&mut *conn, chain, &audit(job)?).await?;
+            }
+            u64::try_from(paused.len()).map_err(|_| StorageError::Corrupt {
+                table: "cmek_rotation_jobs",
+                reason: "too many jobs".into(),
+            })
+        }))
+        .await
+    }
+
+    async fn cmek_versions_with(
+        &self,
+        vault_id: &str,
+        fingerprint: &str,
+        limit: u32,
+    ) -> Result<Vec<(VersionRecord, Vec<ShareRecord>)>, StorageError> {
+        // One snapshot for the batch and its shares (as in `get_version`), so a version is
+        // never paired with the shares of a concurrent rewrite.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+             WHERE s.vault_id = $1 AND v.cmek_fingerprint = $2 AND NOT v.deleted \
+             ORDER BY v.id LIMIT $3"
+        ))
+        .bind(vault_id)
+        .bind(fingerprint)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record = version_of(row)?;
+            let shares = shares_of(&mut tx, &record.version_id).await?;
+            out.push((record, shares));
+        }
+        tx.rollback().await?;
+        Ok(out)
+    }
+
+    async fn rewrite_cmek_version(
+        &self,
+        job: &CmekJobRecord,
+        version_id: &str,
+        envelope: &[u8],
+        shares: &[ShareRecord],
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let chain = &self.chain;
+        self.write(tx_body!(|conn| async {
+            if !rewrite_cmek_version_rows(&mut *conn, job, version_id, envelope, shares).await? {
+                // Already rewritten (another run of the job): no change, no event.
+                return Ok(false);
+            }
+            append(conn, chain, audit).await?;
+            Ok(true)
         }))
         .await
     }
@@ -1634,9 +2159,9 @@ impl Storage for PostgresStorage {
         at: i64,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let audit_key = &*self.audit_key;
+        let chain = &self.chain;
         self.write(tx_body!(|conn| delete_wallet_rows(
-            conn, audit_key, wallet, at, audit
+            conn, chain, wallet, at, audit
         )))
         .await
     }

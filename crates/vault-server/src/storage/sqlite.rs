@@ -15,10 +15,12 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    AgentRecord, ApiKeyRecord, AuditQuery, NewVersion, PolicyRecord, ShareRecord, Storage,
-    StorageError, VaultCustodyRecord, VaultRecord, VersionRecord, WalletRecord,
+    AgentRecord, ApiKeyRecord, AuditQuery, CmekJobRecord, CmekJobStatus, NewVersion, PolicyRecord,
+    ShareRecord, Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
+    WalletRecord,
 };
-use crate::audit::{AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
+use crate::audit::{AuditError, AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
+use crate::metrics::Metrics;
 
 /// The database file inside the data directory.
 const DB_FILE: &str = "vault.db";
@@ -41,6 +43,9 @@ pub struct SqliteStorage {
     pool: SqlitePool,
     /// Seals every appended audit event (`integrity_hash`).
     audit_key: Arc<AuditKey>,
+    /// Counts failed audit appends (`mpc_vault_audit_write_failures_total`); `None` for a
+    /// store opened outside a server.
+    metrics: Option<Metrics>,
 }
 
 impl SqliteStorage {
@@ -101,7 +106,51 @@ impl SqliteStorage {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStorage { pool, audit_key })
+        Ok(SqliteStorage {
+            pool,
+            audit_key,
+            metrics: None,
+        })
+    }
+
+    /// Counts every failed audit append in `metrics`. Every append goes through
+    /// [`append`](Self::append), in a write's transaction or its own, so none is missed.
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> SqliteStorage {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Appends `event` inside `tx`, counting a failure (the caller's write then fails too:
+    /// fail-closed).
+    async fn append(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        event: &NewAuditEvent,
+    ) -> Result<AuditEvent, StorageError> {
+        let appended = append(tx, &self.audit_key, event).await;
+        if appended.is_err()
+            && let Some(metrics) = &self.metrics
+        {
+            metrics.audit_write_failed();
+        }
+        appended
+    }
+
+    /// Commits the change with its audit event when it changed something; otherwise rolls
+    /// back (nothing changed, and the event must not claim a success).
+    async fn commit_if(
+        &self,
+        mut tx: Transaction<'_, Sqlite>,
+        event: &NewAuditEvent,
+        changed: bool,
+    ) -> Result<bool, StorageError> {
+        if !changed {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.append(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A write transaction. `BEGIN IMMEDIATE` takes the write lock at once, so a transaction
@@ -200,7 +249,11 @@ impl SqliteStorage {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStorage { pool, audit_key })
+        Ok(SqliteStorage {
+            pool,
+            audit_key,
+            metrics: None,
+        })
     }
 
     /// The database file inside a data directory.
@@ -335,6 +388,7 @@ fn version_of(row: &SqliteRow) -> Result<VersionRecord, StorageError> {
         deleted: row.try_get::<i64, _>("deleted")? != 0,
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
+        cmek_fingerprint: row.try_get("cmek_fingerprint")?,
     })
 }
 
@@ -386,6 +440,25 @@ fn policy(row: &SqliteRow) -> Result<PolicyRecord, StorageError> {
         priority: row.try_get("priority")?,
         expires_at: row.try_get("expires_at")?,
         created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn cmek_job(row: &SqliteRow) -> Result<CmekJobRecord, StorageError> {
+    const T: &str = "cmek_rotation_jobs";
+    let status: String = row.try_get("status")?;
+    Ok(CmekJobRecord {
+        id: row.try_get("id")?,
+        vault_id: row.try_get("vault_id")?,
+        old_fingerprint: row.try_get("old_fingerprint")?,
+        new_fingerprint: row.try_get("new_fingerprint")?,
+        status: status
+            .parse()
+            .map_err(|reason| StorageError::Corrupt { table: T, reason })?,
+        processed: to_u64(T, row.try_get("processed")?)?,
+        total: to_u64(T, row.try_get("total")?)?,
+        error: row.try_get("error")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -480,22 +553,38 @@ async fn append(
     Ok(sealed)
 }
 
-/// Commits the change with its audit event when it changed something; otherwise rolls back
-/// (nothing changed, and the event must not claim a success).
-async fn commit_if(
-    mut tx: Transaction<'_, Sqlite>,
-    key: &AuditKey,
-    event: &NewAuditEvent,
-    changed: bool,
-) -> Result<bool, StorageError> {
-    if !changed {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    append(&mut tx, key, event).await?;
-    tx.commit().await?;
-    Ok(true)
+async fn shares_of(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    version_id: &str,
+) -> Result<Vec<ShareRecord>, StorageError> {
+    sqlx::query(
+        "SELECT slot, provider, blob FROM secret_dek_shares WHERE secret_version_id = $1 \
+         ORDER BY slot",
+    )
+    .bind(version_id)
+    .fetch_all(executor)
+    .await?
+    .iter()
+    .map(|r| {
+        let slot: i64 = r.try_get("slot")?;
+        Ok(ShareRecord {
+            slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
+                table: "secret_dek_shares",
+                reason: format!("slot {slot}"),
+            })?,
+            provider: r.try_get("provider")?,
+            blob: r.try_get("blob")?,
+        })
+    })
+    .collect()
 }
+
+/// Live secrets of the organisation: in a vault that is not deleted, with a version that is
+/// not deleted. Treasury keys (the `__treasury-keys` system vault,
+/// `crate::treasury::SYSTEM_VAULT`) are the server's, not the organisation's: not counted.
+const LIVE_SECRETS: &str = "SELECT COUNT(*) FROM secrets s JOIN vaults va ON va.id = s.vault_id \
+     WHERE va.deleted_at IS NULL AND va.name <> '__treasury-keys' AND EXISTS \
+     (SELECT 1 FROM secret_versions lv WHERE lv.secret_id = s.id AND lv.deleted = 0)";
 
 /// The columns `version()` reads: a version joined with its secret.
 const VERSION_COLUMNS: &str = "s.id AS secret_id, v.id AS version_id, s.vault_id AS vault_id, \
@@ -503,7 +592,8 @@ const VERSION_COLUMNS: &str = "s.id AS secret_id, v.id AS version_id, s.vault_id
      v.custody_mode AS custody_mode, v.envelope AS envelope, v.metadata AS metadata, \
      v.expires_at AS expires_at, v.max_access_count AS max_access_count, \
      v.access_count AS access_count, v.disabled AS disabled, v.deleted AS deleted, \
-     v.created_by AS created_by, v.created_at AS created_at";
+     v.created_by AS created_by, v.created_at AS created_at, \
+     v.cmek_fingerprint AS cmek_fingerprint";
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
@@ -514,11 +604,12 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 async fn insert_version(
     tx: &mut Transaction<'_, Sqlite>,
     new: &NewVersion,
+    max_secrets: Option<u64>,
 ) -> Result<VersionRecord, StorageError> {
     let v = &new.version;
     sqlx::query(
         "INSERT INTO secrets (id, vault_id, path, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (vault_id, path) DO NOTHING",
+         ON CONFLICT (vault_id, path) DO NOTHING",
     )
     .bind(&new.new_secret_id)
     .bind(&v.vault_id)
@@ -532,31 +623,60 @@ async fn insert_version(
             .bind(&v.path)
             .fetch_one(&mut **tx)
             .await?;
-    let inserted = sqlx::query(
-            "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
-             envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
-             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10, $11)",
+    if let Some(limit) = max_secrets {
+        let live: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM secret_versions WHERE secret_id = $1 AND deleted = 0)",
         )
-        .bind(&v.version_id)
         .bind(&secret_id)
-        .bind(to_i64(v.version)?)
-        .bind(&v.secret_type)
-        .bind(&v.custody_mode)
-        .bind(&v.envelope)
-        .bind(&v.metadata)
-        .bind(v.expires_at)
-        .bind(v.max_access_count.map(to_i64).transpose()?)
-        .bind(&v.created_by)
-        .bind(v.created_at)
-        .execute(&mut **tx)
-        .await;
+        .fetch_one(&mut **tx)
+        .await?;
+        if !live {
+            let count: i64 = sqlx::query_scalar(LIVE_SECRETS)
+                .fetch_one(&mut **tx)
+                .await?;
+            if to_u64("secrets", count)? >= limit {
+                // Dropping the transaction rolls back the secret row inserted above.
+                return Err(StorageError::LimitReached {
+                    resource: "secrets",
+                    limit,
+                });
+            }
+        }
+    }
+    // The CMEK flag comes from the vault in this statement, not from the caller.
+    let inserted = sqlx::query(
+        "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
+         envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
+         created_by, created_at, cmek_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         0, 0, 0, $10, $11, (SELECT cmek_fingerprint FROM vaults WHERE id = $12))",
+    )
+    .bind(&v.version_id)
+    .bind(&secret_id)
+    .bind(to_i64(v.version)?)
+    .bind(&v.secret_type)
+    .bind(&v.custody_mode)
+    .bind(&v.envelope)
+    .bind(&v.metadata)
+    .bind(v.expires_at)
+    .bind(v.max_access_count.map(to_i64).transpose()?)
+    .bind(&v.created_by)
+    .bind(v.created_at)
+    .bind(&v.vault_id)
+    .execute(&mut **tx)
+    .await;
     match inserted {
         Ok(_) => {}
         Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
         Err(e) => return Err(e.into()),
     }
     insert_shares(tx, &v.vault_id, &v.version_id, &new.shares).await?;
+    let cmek_fingerprint: Option<String> =
+        sqlx::query_scalar("SELECT cmek_fingerprint FROM secret_versions WHERE id = $1")
+            .bind(&v.version_id)
+            .fetch_one(&mut **tx)
+            .await?;
     let mut stored = v.clone();
+    stored.cmek_fingerprint = cmek_fingerprint;
     stored.secret_id = secret_id;
     stored.access_count = 0;
     stored.disabled = false;
@@ -647,7 +767,7 @@ impl Storage for SqliteStorage {
         .bind(key.revoked_at)
         .execute(&mut *tx)
         .await?;
-        append(&mut tx, &self.audit_key, audit).await?;
+        self.append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -684,7 +804,7 @@ impl Storage for SqliteStorage {
         .bind(key.revoked_at)
         .execute(&mut *tx)
         .await?;
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
     async fn find_api_key_by_hash(
@@ -736,12 +856,13 @@ impl Storage for SqliteStorage {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
-    async fn insert_vault(
+    async fn insert_vault_within(
         &self,
         vault: &VaultRecord,
+        max_vaults: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
         let (mode, threshold, providers) = match &vault.custody {
@@ -757,10 +878,16 @@ impl Storage for SqliteStorage {
             ),
             None => (None, None, None),
         };
+        // `BEGIN IMMEDIATE` holds the write lock from the start, and the count is in the
+        // INSERT … SELECT itself: two creates at the limit cannot both pass. The treasury's
+        // system vaults are the server's, not the organisation's: they are not counted.
         let mut tx = self.write_tx().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO vaults (id, name, description, created_by, created_at, cmek_enabled, \
-             mpc_custody, mpc_threshold, mpc_providers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             mpc_custody, mpc_threshold, mpc_providers) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+             WHERE $10 IS NULL OR (SELECT COUNT(*) FROM vaults \
+             WHERE deleted_at IS NULL AND name <> $11) < $10",
         )
         .bind(&vault.id)
         .bind(&vault.name)
@@ -771,9 +898,18 @@ impl Storage for SqliteStorage {
         .bind(mode)
         .bind(threshold)
         .bind(providers)
+        .bind(max_vaults.map(to_i64).transpose()?)
+        .bind(crate::treasury::SYSTEM_VAULT)
         .execute(&mut *tx)
         .await?;
-        append(&mut tx, &self.audit_key, audit).await?;
+        if let (0, Some(limit)) = (inserted.rows_affected(), max_vaults) {
+            tx.rollback().await?;
+            return Err(StorageError::LimitReached {
+                resource: "vaults",
+                limit,
+            });
+        }
+        self.append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -814,7 +950,7 @@ impl Storage for SqliteStorage {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
     async fn set_vault_custody(
@@ -841,7 +977,7 @@ impl Storage for SqliteStorage {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
     async fn latest_version_number(
@@ -860,14 +996,15 @@ impl Storage for SqliteStorage {
         n.map(|n| to_u64("secret_versions", n)).transpose()
     }
 
-    async fn put_version(
+    async fn put_version_within(
         &self,
         new: &NewVersion,
+        max_secrets: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<VersionRecord, StorageError> {
         let mut tx = self.write_tx().await?;
-        let stored = insert_version(&mut tx, new).await?;
-        append(&mut tx, &self.audit_key, audit).await?;
+        let stored = insert_version(&mut tx, new, max_secrets).await?;
+        self.append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -894,7 +1031,8 @@ impl Storage for SqliteStorage {
                 return Err(StorageError::Conflict);
             }
         }
-        let stored = insert_version(&mut tx, new).await?;
+        // Treasury keys are not user secrets: no secret quota applies.
+        let stored = insert_version(&mut tx, new, None).await?;
         if replaces.is_some() {
             // The replaced key must not be readable any more: every older version goes.
             sqlx::query(
@@ -928,7 +1066,7 @@ impl Storage for SqliteStorage {
             Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
             Err(e) => return Err(e.into()),
         }
-        append(&mut tx, &self.audit_key, audit).await?;
+        self.append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -971,7 +1109,7 @@ impl Storage for SqliteStorage {
             .execute(&mut *tx)
             .await?;
         }
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
     async fn get_version(
@@ -1005,26 +1143,7 @@ impl Storage for SqliteStorage {
         };
         let Some(row) = row else { return Ok(None) };
         let record = version_of(&row)?;
-        let shares = sqlx::query(
-            "SELECT slot, provider, blob FROM secret_dek_shares WHERE secret_version_id = $1 \
-             ORDER BY slot",
-        )
-        .bind(&record.version_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            let slot: i64 = r.try_get("slot")?;
-            Ok(ShareRecord {
-                slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
-                    table: "secret_dek_shares",
-                    reason: format!("slot {slot}"),
-                })?,
-                provider: r.try_get("provider")?,
-                blob: r.try_get("blob")?,
-            })
-        })
-        .collect::<Result<Vec<_>, StorageError>>()?;
+        let shares = shares_of(&self.pool, &record.version_id).await?;
         Ok(Some((record, shares)))
     }
 
@@ -1078,7 +1197,7 @@ impl Storage for SqliteStorage {
                 .bind(version_id)
                 .execute(&mut *tx)
                 .await?;
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
     async fn delete_secret(
@@ -1096,7 +1215,7 @@ impl Storage for SqliteStorage {
         .bind(path)
         .execute(&mut *tx)
         .await?;
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() > 0).await
+        self.commit_if(tx, audit, done.rows_affected() > 0).await
     }
 
     async fn record_access(
@@ -1113,12 +1232,13 @@ impl Storage for SqliteStorage {
         .bind(version_id)
         .execute(&mut *tx)
         .await?;
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
-    async fn insert_agent(
+    async fn insert_agent_within(
         &self,
         agent: &AgentRecord,
+        max_agents: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
         let vault_ids = agent
@@ -1126,11 +1246,15 @@ impl Storage for SqliteStorage {
             .as_deref()
             .map(|ids| json_list("agents", ids))
             .transpose()?;
+        // As for vaults: the write lock is held from the start and the count is in the
+        // INSERT … SELECT, so two creates at the limit cannot both pass. Deleted agents do not
+        // count; expired ones do until deleted (they still hold a name and a key row).
         let mut tx = self.write_tx().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO agents (id, name, description, created_by, vault_ids, expires_at, \
              token_ttl_seconds, key_hash, key_prefix, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+             WHERE $11 IS NULL OR (SELECT COUNT(*) FROM agents WHERE deleted_at IS NULL) < $11",
         )
         .bind(&agent.id)
         .bind(&agent.name)
@@ -1142,9 +1266,17 @@ impl Storage for SqliteStorage {
         .bind(&agent.key_hash)
         .bind(&agent.key_prefix)
         .bind(agent.created_at)
+        .bind(max_agents.map(to_i64).transpose()?)
         .execute(&mut *tx)
         .await?;
-        append(&mut tx, &self.audit_key, audit).await?;
+        if let (0, Some(limit)) = (inserted.rows_affected(), max_agents) {
+            tx.rollback().await?;
+            return Err(StorageError::LimitReached {
+                resource: "agents",
+                limit,
+            });
+        }
+        self.append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1199,7 +1331,7 @@ impl Storage for SqliteStorage {
         .bind(created_by)
         .execute(&mut *tx)
         .await?;
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
     async fn insert_policy(
@@ -1227,7 +1359,7 @@ impl Storage for SqliteStorage {
         .bind(policy.updated_at)
         .execute(&mut *tx)
         .await?;
-        append(&mut tx, &self.audit_key, audit).await?;
+        self.append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1255,7 +1387,7 @@ impl Storage for SqliteStorage {
         .bind(&policy.vault_id)
         .execute(&mut *tx)
         .await?;
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
     async fn delete_policy(
@@ -1270,7 +1402,7 @@ impl Storage for SqliteStorage {
             .bind(vault_id)
             .execute(&mut *tx)
             .await?;
-        commit_if(tx, &self.audit_key, audit, done.rows_affected() == 1).await
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
     }
 
     async fn get_policy(
@@ -1320,7 +1452,7 @@ impl Storage for SqliteStorage {
 
     async fn append_audit(&self, audit: &NewAuditEvent) -> Result<AuditEvent, StorageError> {
         let mut tx = self.write_tx().await?;
-        let sealed = append(&mut tx, &self.audit_key, audit).await?;
+        let sealed = self.append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(sealed)
     }
@@ -1451,6 +1583,243 @@ impl Storage for SqliteStorage {
             .as_ref()
             .map(checkpoint)
             .transpose()
+    }
+
+    async fn vault_cmek_fingerprint(&self, vault_id: &str) -> Result<Option<String>, StorageError> {
+        let fingerprint: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT cmek_fingerprint FROM vaults WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(vault_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(fingerprint.flatten())
+    }
+
+    async fn set_vault_cmek(
+        &self,
+        vault_id: &str,
+        fingerprint: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE vaults SET cmek_fingerprint = $1, cmek_enabled = $2 \
+             WHERE id = $3 AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM \
+             cmek_rotation_jobs j WHERE j.vault_id = $3 AND j.status IN ('running', 'paused', 'failed'))",
+        )
+        .bind(fingerprint)
+        .bind(i64::from(fingerprint.is_some()))
+        .bind(vault_id)
+        .execute(&mut *tx)
+        .await?;
+        self.commit_if(tx, audit, done.rows_affected() == 1).await
+    }
+
+    async fn create_cmek_job(
+        &self,
+        job: &CmekJobRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<CmekJobRecord, StorageError> {
+        // The write lock is held from the start; the first statement moves the vault to the new
+        // key (compare-and-set on the old fingerprint).
+        let mut tx = self.write_tx().await?;
+        let moved = sqlx::query(
+            "UPDATE vaults SET cmek_fingerprint = $1 WHERE id = $2 AND deleted_at IS NULL \
+             AND cmek_fingerprint = $3",
+        )
+        .bind(&job.new_fingerprint)
+        .bind(&job.vault_id)
+        .bind(&job.old_fingerprint)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(StorageError::Conflict);
+        }
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+             WHERE s.vault_id = $1 AND v.cmek_fingerprint = $2 AND v.deleted = 0",
+        )
+        .bind(&job.vault_id)
+        .bind(&job.old_fingerprint)
+        .fetch_one(&mut *tx)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO cmek_rotation_jobs (id, vault_id, old_fingerprint, new_fingerprint, \
+             status, processed, total, error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, $7, $7)",
+        )
+        .bind(&job.id)
+        .bind(&job.vault_id)
+        .bind(&job.old_fingerprint)
+        .bind(&job.new_fingerprint)
+        .bind(CmekJobStatus::Running.as_str())
+        .bind(total)
+        .bind(job.created_at)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
+            Err(e) => return Err(e.into()),
+        }
+        self.append(&mut tx, audit).await?;
+        tx.commit().await?;
+        let mut stored = job.clone();
+        stored.status = CmekJobStatus::Running;
+        stored.processed = 0;
+        stored.total = to_u64("cmek_rotation_jobs", total)?;
+        stored.error = None;
+        stored.updated_at = job.created_at;
+        Ok(stored)
+    }
+
+    async fn get_cmek_job(
+        &self,
+        vault_id: &str,
+        job_id: &str,
+    ) -> Result<Option<CmekJobRecord>, StorageError> {
+        sqlx::query("SELECT * FROM cmek_rotation_jobs WHERE id = $1 AND vault_id = $2")
+            .bind(job_id)
+            .bind(vault_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(cmek_job)
+            .transpose()
+    }
+
+    async fn unfinished_cmek_job(
+        &self,
+        vault_id: &str,
+    ) -> Result<Option<CmekJobRecord>, StorageError> {
+        sqlx::query(
+            "SELECT * FROM cmek_rotation_jobs WHERE vault_id = $1 \
+             AND status IN ('running', 'paused', 'failed')",
+        )
+        .bind(vault_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(cmek_job)
+        .transpose()
+    }
+
+    async fn set_cmek_job_status(
+        &self,
+        job_id: &str,
+        status: CmekJobStatus,
+        error: Option<&str>,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE cmek_rotation_jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(crate::time::now_millis())
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        // No such job: nothing changed, and no event claims a change.
+        self.commit_if(tx, audit, done.rows_affected() == 1).await?;
+        Ok(())
+    }
+
+    async fn pause_running_cmek_jobs(
+        &self,
+        audit: &(
+             dyn for<'j> Fn(&'j CmekJobRecord) -> Result<NewAuditEvent, AuditError> + Send + Sync
+         ),
+    ) -> Result<u64, StorageError> {
+        let mut tx = self.write_tx().await?;
+        let running = sqlx::query("SELECT * FROM cmek_rotation_jobs WHERE status = 'running'")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(cmek_job)
+            .collect::<Result<Vec<_>, _>>()?;
+        let done = sqlx::query(
+            "UPDATE cmek_rotation_jobs SET status = 'paused', error = $1, updated_at = $2 \
+             WHERE status = 'running'",
+        )
+        .bind(
+            "the server restarted and CMEK keys are never stored: send the same POST \
+             …/cmek-rotate with both keys to resume",
+        )
+        .bind(crate::time::now_millis())
+        .execute(&mut *tx)
+        .await?;
+        for job in &running {
+            self.append(&mut tx, &audit(job)?).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn cmek_versions_with(
+        &self,
+        vault_id: &str,
+        fingerprint: &str,
+        limit: u32,
+    ) -> Result<Vec<(VersionRecord, Vec<ShareRecord>)>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+             WHERE s.vault_id = $1 AND v.cmek_fingerprint = $2 AND v.deleted = 0 \
+             ORDER BY v.id LIMIT $3"
+        ))
+        .bind(vault_id)
+        .bind(fingerprint)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record = version_of(row)?;
+            let shares = shares_of(&self.pool, &record.version_id).await?;
+            out.push((record, shares));
+        }
+        Ok(out)
+    }
+
+    async fn rewrite_cmek_version(
+        &self,
+        job: &CmekJobRecord,
+        version_id: &str,
+        envelope: &[u8],
+        shares: &[ShareRecord],
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE secret_versions SET envelope = $1, cmek_fingerprint = $2 \
+             WHERE id = $3 AND cmek_fingerprint = $4",
+        )
+        .bind(envelope)
+        .bind(&job.new_fingerprint)
+        .bind(version_id)
+        .bind(&job.old_fingerprint)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM secret_dek_shares WHERE secret_version_id = $1")
+            .bind(version_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_shares(&mut tx, &job.vault_id, version_id, shares).await?;
+        sqlx::query(
+            "UPDATE cmek_rotation_jobs SET processed = processed + 1, updated_at = $1 WHERE id = $2",
+        )
+        .bind(crate::time::now_millis())
+        .bind(&job.id)
+        .execute(&mut *tx)
+        .await?;
+        self.append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn close(&self) {

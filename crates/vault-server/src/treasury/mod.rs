@@ -26,7 +26,7 @@ const RESERVED_PREFIX: &str = "__";
 /// The organisation's billing tier. Every read of the tier goes through here, so where it
 /// comes from can change in one place.
 pub(crate) fn organisation_tier(config: &Config) -> BillingTier {
-    config.tier
+    config.limits().tier()
 }
 
 /// Whether `vault` is the treasury's system vault.

@@ -329,6 +329,15 @@ async fn a_failing_audit_write_fails_the_action() {
     let (t, v) = busy_server().await;
     let db = database(&t).await;
     let before = verify(&t).await["events_verified"].as_u64().unwrap();
+    let failures = |t: &TestServer| {
+        let text = t.server.metrics().render();
+        text.lines()
+            .find_map(|l| l.strip_prefix("mpc_vault_audit_write_failures_total "))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(failures(&t), 0);
     sqlx::query(
         "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events \
          BEGIN SELECT RAISE(ABORT, 'audit store unavailable'); END",
@@ -357,6 +366,9 @@ async fn a_failing_audit_write_fails_the_action() {
         .call(Method::POST, "/v1/vaults", Some(json!({ "name": "x" })))
         .await;
     assert_eq!(vault.status, 500);
+    // Every refused request above had at least one append fail (its write's, then the
+    // middleware's own), and each failure is counted.
+    assert!(failures(&t) >= 4, "{}", t.server.metrics().render());
 
     sqlx::query("DROP TRIGGER audit_down")
         .execute(&db)

@@ -4,7 +4,6 @@ use axum::body::Body;
 use axum::http::{Method, Request};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::json;
 
 use crate::support::TestServer;
 
@@ -487,16 +486,36 @@ async fn every_bad_input_is_a_documented_4xx_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_timeout_is_a_408_problem() {
-    // A provider cannot be slowed from here, so the timeout is set below what a seal takes on
-    // any machine: zero. tower-http answers immediately with 408, which the server turns into
-    // a problem.
-    let t = TestServer::with_config(|c| c.with_request_timeout(std::time::Duration::ZERO)).await;
-    let answer = t.call(Method::GET, "/v1/vaults", None).await;
+    // Every provider answers only after 5 s, far past the 200 ms request timeout, so the
+    // timeout fires on every machine. (A zero timeout raced the handler: under load a fast
+    // read could answer first.)
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use kms_providers::{FaultConfig, FaultInjector, KeyProvider, Latency};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = vault_server::Config::default_config()
+        .with_data_dir(dir.path())
+        .with_request_timeout(Duration::from_millis(200));
+    let slow = FaultConfig::new(1).latency(Latency::Fixed(Duration::from_secs(5)));
+    let server = vault_server::VaultServer::open_instrumented(config, |_, provider| {
+        Arc::new(FaultInjector::new(provider, slow.clone()).unwrap()) as Arc<dyn KeyProvider>
+    })
+    .await
+    .unwrap();
+    let admin_key = server.bootstrap_admin_key().await.unwrap().unwrap();
+    let t = TestServer {
+        server,
+        admin_key: admin_key.expose_secret().to_owned(),
+        dir,
+    };
+    let vault = t.vault(None).await;
+    let answer = t.put(&vault, "slow", "value").await;
     answer.assert_problem(
         408,
         "timeout",
         "Request timeout",
         "the request took longer than the server's request timeout",
     );
-    let _ = json!({});
 }

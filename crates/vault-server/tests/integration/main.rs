@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod backup;
 mod bad_input;
+mod cmek;
 mod config;
 mod crash;
 mod differential;
@@ -19,7 +20,9 @@ mod e2e;
 mod fuzz_api;
 mod health;
 mod isolation;
+mod limits;
 mod logs;
+mod metrics;
 mod openapi;
 mod pg;
 mod process;
@@ -27,6 +30,7 @@ mod replicas;
 // Without the feature, `config::pkcs11_needs_the_feature` checks the refusal instead.
 #[cfg(feature = "pkcs11")]
 mod pkcs11;
+mod rate_limit;
 mod resilience;
 mod restart;
 mod secrets;

@@ -23,10 +23,16 @@ pub(crate) struct ServerSpec {
 impl ServerSpec {
     /// The binary with exactly this configuration in its environment (nothing inherited that
     /// could change it).
+    ///
+    /// The rate limit is off: these servers take the load and crash tests' bursts, which must
+    /// measure the store rather than the limiter (the limiter has its own tests).
     pub(crate) fn command(&self) -> Command {
+        let config = self.data_dir.with_extension("toml");
+        std::fs::write(&config, "[rate_limit]\nenabled = false\n").unwrap();
         let mut command = Command::new(BINARY);
         command
             .env_clear()
+            .env("MPCVAULT_CONFIG", &config)
             .env("MPCVAULT_DATA_DIR", &self.data_dir)
             .env("RUST_LOG", "warn");
         if let Some(url) = &self.database_url {

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::Digest as _;
+use tokio::sync::Barrier;
 use vault_server::{
-    AgentRecord, ApiKeyRecord, AuditKey, AuditQuery, Checkpoint, GENESIS_HASH, NewAuditEvent,
-    NewVersion, PolicyRecord, PostgresStorage, ShareRecord, SqliteStorage, Storage, StorageError,
-    VaultCustodyRecord, VaultRecord, VersionRecord, WalletRecord, canonical_encoding,
+    AgentRecord, ApiKeyRecord, AuditError, AuditKey, AuditQuery, Checkpoint, CmekJobRecord,
+    CmekJobStatus, GENESIS_HASH, NewAuditEvent, NewVersion, PolicyRecord, PostgresStorage,
+    ShareRecord, SqliteStorage, Storage, StorageError, VaultCustodyRecord, VaultRecord,
+    VersionRecord, WalletRecord, canonical_encoding,
 };
 
 use crate::pg::PgCluster;
@@ -76,6 +78,7 @@ fn version_at(
             deleted: false,
             created_by: "admin".into(),
             created_at: 2,
+            cmek_fingerprint: None,
         },
         shares,
     }
@@ -109,8 +112,9 @@ fn key(id: &str, hash: u8) -> ApiKeyRecord {
     }
 }
 
-/// Every check, in order, on one empty store.
-async fn suite(storage: Arc<dyn Storage>) {
+/// Every check, in order, on one empty store; `replica` is a second handle on the same store
+/// (a second server replica on PostgreSQL, the same handle on SQLite).
+async fn suite(storage: Arc<dyn Storage>, replica: Arc<dyn Storage>) {
     assert_eq!(storage.audit_head().await.unwrap(), (0, GENESIS_HASH));
     storage
         .insert_vault(&vault("vault-1"), &event("vault.create"))
@@ -131,15 +135,20 @@ async fn suite(storage: Arc<dyn Storage>) {
     concurrent_appends_form_one_gap_free_chain(&storage).await;
     audit_queries_filter_count_and_page(&*storage).await;
     checkpoints_are_stored_once(&*storage).await;
+    quotas_count_live_vaults_and_live_secrets(&*storage).await;
+    concurrent_creates_at_the_limit_let_exactly_one_through(&storage, &replica).await;
+    cmek_state_flags_writes_and_rotation_rewrites_in_place(&*storage).await;
     the_chain_links_every_event(&*storage).await;
+    replica.close().await;
     storage.close().await;
 }
 
 #[tokio::test]
 async fn storage_suite_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = SqliteStorage::open(dir.path()).await.unwrap();
-    suite(Arc::new(storage)).await;
+    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(dir.path()).await.unwrap());
+    // One SQLite store per data directory: the server never opens it twice.
+    suite(Arc::clone(&storage), storage).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,10 +156,12 @@ async fn storage_suite_on_postgres() {
     let cluster = PgCluster::start();
     let dir = tempfile::tempdir().unwrap();
     let audit_key = Arc::new(AuditKey::load_or_create(dir.path()).unwrap());
-    let storage = PostgresStorage::connect(&cluster.database("suite").await, audit_key)
+    let options = cluster.database("suite").await;
+    let storage = PostgresStorage::connect(&options, Arc::clone(&audit_key))
         .await
         .unwrap();
-    suite(Arc::new(storage)).await;
+    let replica = PostgresStorage::connect(&options, audit_key).await.unwrap();
+    suite(Arc::new(storage), Arc::new(replica)).await;
 }
 
 async fn a_version_is_written_with_all_its_shares_or_not_at_all(storage: &dyn Storage) {
@@ -970,6 +981,626 @@ async fn the_chain_links_every_event(storage: &dyn Storage) {
     }
     assert_eq!(next - 1, head_seq);
     assert_eq!(prev, head_hash);
+}
+
+async fn live_counts(storage: &dyn Storage) -> (u64, u64) {
+    let vaults = storage.list_vaults("admin").await.unwrap();
+    let mut secrets = 0;
+    for v in &vaults {
+        secrets += storage.list_secrets(&v.id, "").await.unwrap().len() as u64;
+    }
+    (vaults.len() as u64, secrets)
+}
+
+fn limit_reached(result: Result<impl std::fmt::Debug, StorageError>, what: &str, at: u64) {
+    match result {
+        Err(StorageError::LimitReached { resource, limit }) => {
+            assert_eq!((resource, limit), (what, at));
+        }
+        other => panic!("expected the {what} limit of {at}, got {other:?}"),
+    }
+}
+
+async fn quotas_count_live_vaults_and_live_secrets(storage: &dyn Storage) {
+    let (vaults, secrets) = live_counts(storage).await;
+    // Vaults: the limit counts live vaults, so deleting one frees its place.
+    let max = Some(vaults + 2);
+    storage
+        .insert_vault_within(&vault("vault-q"), max, &event("vault.create"))
+        .await
+        .unwrap();
+    storage
+        .insert_vault_within(&vault("vault-q2"), max, &event("vault.create"))
+        .await
+        .unwrap();
+    // A refused write records no event.
+    let before = head(storage).await;
+    limit_reached(
+        storage
+            .insert_vault_within(&vault("vault-q3"), max, &event("vault.create"))
+            .await,
+        "vaults",
+        vaults + 2,
+    );
+    assert!(storage.get_vault("vault-q3").await.unwrap().is_none());
+    assert_eq!(head(storage).await, before);
+    // Unlimited writes are never counted against anything.
+    storage
+        .insert_vault(&vault("vault-q4"), &event("vault.create"))
+        .await
+        .unwrap();
+    assert!(
+        storage
+            .delete_vault("vault-q2", 7, &event("vault.delete"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .delete_vault("vault-q4", 7, &event("vault.delete"))
+            .await
+            .unwrap()
+    );
+    storage
+        .insert_vault_within(&vault("vault-q3"), max, &event("vault.create"))
+        .await
+        .unwrap();
+
+    // Secrets: a new version of a live secret is not a new secret; a new path is.
+    let max = Some(secrets + 1);
+    let put = |path: &str, n: u64, tag: &str| version_at("vault-q", path, n, tag, vec![share(1)]);
+    storage
+        .put_version_within(&put("a", 1, ""), max, &event("secret.write"))
+        .await
+        .unwrap();
+    storage
+        .put_version_within(&put("a", 2, ""), max, &event("secret.write"))
+        .await
+        .unwrap();
+    limit_reached(
+        storage
+            .put_version_within(&put("b", 1, ""), max, &event("secret.write"))
+            .await,
+        "secrets",
+        secrets + 1,
+    );
+    assert_eq!(
+        storage.latest_version_number("vault-q", "b").await.unwrap(),
+        None
+    );
+    // Deleting `a` frees its place; writing `a` again would make it live again, so it counts.
+    assert!(
+        storage
+            .delete_secret("vault-q", "a", &event("secret.delete"))
+            .await
+            .unwrap()
+    );
+    storage
+        .put_version_within(&put("b", 1, ""), max, &event("secret.write"))
+        .await
+        .unwrap();
+    limit_reached(
+        storage
+            .put_version_within(&put("a", 3, ""), max, &event("secret.write"))
+            .await,
+        "secrets",
+        secrets + 1,
+    );
+    assert_eq!(
+        storage.latest_version_number("vault-q", "a").await.unwrap(),
+        Some(2)
+    );
+    // Secrets of a deleted vault are not live.
+    storage
+        .put_version(
+            &version_at("vault-q3", "c", 1, "", vec![share(1)]),
+            &event("secret.write"),
+        )
+        .await
+        .unwrap();
+    let max = Some(secrets + 2);
+    limit_reached(
+        storage
+            .put_version_within(&put("d", 1, ""), max, &event("secret.write"))
+            .await,
+        "secrets",
+        secrets + 2,
+    );
+    assert!(
+        storage
+            .delete_vault("vault-q3", 8, &event("vault.delete"))
+            .await
+            .unwrap()
+    );
+    storage
+        .put_version_within(&put("d", 1, ""), max, &event("secret.write"))
+        .await
+        .unwrap();
+    assert_eq!(live_counts(storage).await, (vaults + 1, secrets + 2));
+
+    // Agents: the limit counts agents that are not deleted, so deleting one frees its place.
+    let agents = live_agents(storage).await;
+    let max = Some(agents + 1);
+    storage
+        .insert_agent_within(&agent("agent-q1", 41, "admin"), max, &event("agent.create"))
+        .await
+        .unwrap();
+    let before = head(storage).await;
+    limit_reached(
+        storage
+            .insert_agent_within(&agent("agent-q2", 42, "admin"), max, &event("agent.create"))
+            .await,
+        "agents",
+        agents + 1,
+    );
+    assert_eq!(head(storage).await, before);
+    assert!(storage.get_agent("agent-q2").await.unwrap().is_none());
+    assert!(
+        storage
+            .delete_agent("admin", "agent-q1", 9, &event("agent.delete"))
+            .await
+            .unwrap()
+    );
+    storage
+        .insert_agent_within(&agent("agent-q2", 42, "admin"), max, &event("agent.create"))
+        .await
+        .unwrap();
+    assert_eq!(live_agents(storage).await, agents + 1);
+}
+
+/// The agents that are not deleted, of both owners the suite uses.
+async fn live_agents(storage: &dyn Storage) -> u64 {
+    let mut n = 0;
+    for owner in ["admin", "someone"] {
+        n += storage.list_agents(owner).await.unwrap().len() as u64;
+    }
+    n
+}
+
+/// Writers on both handles, released together, race for the last place under a limit: exactly
+/// one gets it, every other one is refused with nothing written. On PostgreSQL this is what the
+/// `quota_locks` row lock is for; without it, several counts see `limit - 1` and all insert.
+async fn concurrent_creates_at_the_limit_let_exactly_one_through(
+    storage: &Arc<dyn Storage>,
+    replica: &Arc<dyn Storage>,
+) {
+    const WRITERS: usize = 8;
+    let (vaults, secrets) = live_counts(&**storage).await;
+    let handles = [Arc::clone(storage), Arc::clone(replica)];
+
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let mut tasks = Vec::new();
+    for i in 0..WRITERS {
+        let storage = Arc::clone(&handles[i % 2]);
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            storage
+                .insert_vault_within(
+                    &vault(&format!("vault-race-{i}")),
+                    Some(vaults + 1),
+                    &event("vault.create"),
+                )
+                .await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => created += 1,
+            refused => limit_reached(refused, "vaults", vaults + 1),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(live_counts(&**storage).await.0, vaults + 1);
+
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let mut tasks = Vec::new();
+    for i in 0..WRITERS {
+        let storage = Arc::clone(&handles[i % 2]);
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            let new = version_at("vault-1", &format!("quota-race-{i}"), 1, "", vec![share(1)]);
+            barrier.wait().await;
+            storage
+                .put_version_within(&new, Some(secrets + 1), &event("secret.write"))
+                .await
+        }));
+    }
+    let mut written = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => written += 1,
+            refused => limit_reached(refused, "secrets", secrets + 1),
+        }
+    }
+    assert_eq!(written, 1);
+    assert_eq!(live_counts(&**storage).await.1, secrets + 1);
+
+    let agents = live_agents(&**storage).await;
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let mut tasks = Vec::new();
+    for i in 0..WRITERS {
+        let storage = Arc::clone(&handles[i % 2]);
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            let hash = 50 + u8::try_from(i).unwrap();
+            let new = agent(&format!("agent-race-{i}"), hash, "admin");
+            barrier.wait().await;
+            storage
+                .insert_agent_within(&new, Some(agents + 1), &event("agent.create"))
+                .await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => created += 1,
+            refused => limit_reached(refused, "agents", agents + 1),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(live_agents(&**storage).await, agents + 1);
+}
+
+/// The event a restart appends for each job it pauses.
+fn pause_event(job: &CmekJobRecord) -> Result<NewAuditEvent, AuditError> {
+    let mut paused = event("cmek.rotate.pause");
+    paused.resource_type = "cmek_job".into();
+    paused.resource_id = job.id.clone();
+    Ok(paused)
+}
+
+fn job(id: &str, vault_id: &str, old: &str, new: &str) -> CmekJobRecord {
+    CmekJobRecord {
+        id: id.into(),
+        vault_id: vault_id.into(),
+        old_fingerprint: old.into(),
+        new_fingerprint: new.into(),
+        status: CmekJobStatus::Running,
+        processed: 0,
+        total: 0,
+        error: None,
+        created_at: 11,
+        updated_at: 11,
+    }
+}
+
+async fn cmek_state_flags_writes_and_rotation_rewrites_in_place(storage: &dyn Storage) {
+    let put = |path: &str, n: u64| version_at("vault-k", path, n, "", vec![share(1), share(2)]);
+    storage
+        .insert_vault(&vault("vault-k"), &event("vault.create"))
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.vault_cmek_fingerprint("vault-k").await.unwrap(),
+        None
+    );
+    let plain = storage
+        .put_version(&put("plain", 1), &event("secret.write"))
+        .await
+        .unwrap();
+    assert_eq!(plain.cmek_fingerprint, None);
+
+    assert!(
+        storage
+            .set_vault_cmek("vault-k", Some("aa"), &event("vault.cmek"))
+            .await
+            .unwrap()
+    );
+    let before = head(storage).await;
+    assert!(
+        !storage
+            .set_vault_cmek("no-such-vault", Some("aa"), &event("vault.cmek"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .get_vault("vault-k")
+            .await
+            .unwrap()
+            .unwrap()
+            .cmek_enabled
+    );
+    assert_eq!(
+        storage
+            .vault_cmek_fingerprint("vault-k")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("aa")
+    );
+    // The flag is the vault's, whatever the caller put in the record.
+    let mut x = put("x", 1);
+    x.version.cmek_fingerprint = Some("zz".into());
+    assert_eq!(
+        storage
+            .put_version(&x, &event("secret.write"))
+            .await
+            .unwrap()
+            .cmek_fingerprint
+            .as_deref(),
+        Some("aa")
+    );
+    storage
+        .put_version(&put("y", 1), &event("secret.write"))
+        .await
+        .unwrap();
+    storage
+        .put_version(&put("gone", 1), &event("secret.write"))
+        .await
+        .unwrap();
+    assert!(
+        storage
+            .delete_secret("vault-k", "gone", &event("secret.delete"))
+            .await
+            .unwrap()
+    );
+    // Refused CMEK changes record no event (the four writes between did).
+    assert_eq!(head(storage).await, before + 4);
+    let (read, _) = storage
+        .get_version("vault-k", "x", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.cmek_fingerprint.as_deref(), Some("aa"));
+
+    // A job starts only from the vault's current fingerprint, and counts its live versions.
+    assert!(matches!(
+        storage
+            .create_cmek_job(
+                &job("j0", "vault-k", "zz", "bb"),
+                &event("cmek.rotate.start")
+            )
+            .await,
+        Err(StorageError::Conflict)
+    ));
+    let started = storage
+        .create_cmek_job(
+            &job("j1", "vault-k", "aa", "bb"),
+            &event("cmek.rotate.start"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (started.status, started.processed, started.total),
+        (CmekJobStatus::Running, 0, 2)
+    );
+    assert_eq!(
+        storage
+            .vault_cmek_fingerprint("vault-k")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("bb")
+    );
+    let w = storage
+        .put_version(&put("w", 1), &event("secret.write"))
+        .await
+        .unwrap();
+    assert_eq!(w.cmek_fingerprint.as_deref(), Some("bb"));
+    // One unfinished job per vault, and its fingerprint is the job's to change.
+    assert!(matches!(
+        storage
+            .create_cmek_job(
+                &job("j2", "vault-k", "bb", "cc"),
+                &event("cmek.rotate.start")
+            )
+            .await,
+        Err(StorageError::Conflict)
+    ));
+    assert!(
+        !storage
+            .set_vault_cmek("vault-k", None, &event("vault.cmek"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        storage
+            .vault_cmek_fingerprint("vault-k")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("bb")
+    );
+    assert_eq!(
+        storage
+            .unfinished_cmek_job("vault-k")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "j1"
+    );
+    assert!(
+        storage
+            .get_cmek_job("vault-k", "j2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        storage
+            .get_cmek_job("vault-1", "j1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Batches hold the versions still under the old key, each with its shares.
+    assert_eq!(
+        storage
+            .cmek_versions_with("vault-k", "aa", 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let batch = storage
+        .cmek_versions_with("vault-k", "aa", 10)
+        .await
+        .unwrap();
+    let paths: BTreeSet<&str> = batch.iter().map(|(v, _)| v.path.as_str()).collect();
+    assert_eq!(paths, BTreeSet::from(["x", "y"]));
+    assert!(batch.iter().all(|(_, shares)| shares.len() == 2));
+
+    // A rewrite replaces the envelope and the shares and moves the flag, once.
+    let (x_record, _) = batch.iter().find(|(v, _)| v.path == "x").unwrap();
+    let new_shares = [ShareRecord {
+        slot: 3,
+        provider: "azure".into(),
+        blob: Some(vec![9; 4]),
+    }];
+    assert!(
+        storage
+            .rewrite_cmek_version(
+                &started,
+                &x_record.version_id,
+                &[7, 7],
+                &new_shares,
+                &event("cmek.rotate.version")
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .rewrite_cmek_version(
+                &started,
+                &x_record.version_id,
+                &[8, 8],
+                &new_shares,
+                &event("cmek.rotate.version")
+            )
+            .await
+            .unwrap()
+    );
+    let (x_read, x_shares) = storage
+        .get_version("vault-k", "x", Some(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(x_read.envelope, [7, 7]);
+    assert_eq!(x_read.cmek_fingerprint.as_deref(), Some("bb"));
+    assert_eq!(x_shares, new_shares);
+    let progress = storage
+        .get_cmek_job("vault-k", "j1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((progress.processed, progress.total), (1, 2));
+
+    // A restart pauses running jobs (and only those), with a reason; resuming runs it again.
+    let before = head(storage).await;
+    assert_eq!(
+        storage.pause_running_cmek_jobs(&pause_event).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        storage.pause_running_cmek_jobs(&pause_event).await.unwrap(),
+        0
+    );
+    // One event for the one paused job, in the same transaction as the pause.
+    assert_eq!(head(storage).await, before + 1);
+    let pause = storage.audit_chain(before + 1, 1).await.unwrap();
+    assert_eq!(pause.len(), 1);
+    assert_eq!(
+        (
+            pause[0].event.action.as_str(),
+            pause[0].event.resource_id.as_str()
+        ),
+        ("cmek.rotate.pause", "j1")
+    );
+    let paused = storage
+        .get_cmek_job("vault-k", "j1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(paused.status, CmekJobStatus::Paused);
+    assert!(paused.error.is_some());
+    storage
+        .set_cmek_job_status(
+            "j1",
+            CmekJobStatus::Running,
+            None,
+            &event("cmek.rotate.status"),
+        )
+        .await
+        .unwrap();
+    let (y_record, _) = batch.iter().find(|(v, _)| v.path == "y").unwrap();
+    assert!(
+        storage
+            .rewrite_cmek_version(
+                &started,
+                &y_record.version_id,
+                &[6],
+                &new_shares,
+                &event("cmek.rotate.version")
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .cmek_versions_with("vault-k", "aa", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    storage
+        .set_cmek_job_status(
+            "j1",
+            CmekJobStatus::Completed,
+            None,
+            &event("cmek.rotate.status"),
+        )
+        .await
+        .unwrap();
+    let done = storage
+        .get_cmek_job("vault-k", "j1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (done.status, done.processed, done.error),
+        (CmekJobStatus::Completed, 2, None)
+    );
+    assert!(
+        storage
+            .unfinished_cmek_job("vault-k")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // With the job finished the vault's CMEK can be turned off; later writes are not flagged.
+    assert!(
+        storage
+            .set_vault_cmek("vault-k", None, &event("vault.cmek"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .get_vault("vault-k")
+            .await
+            .unwrap()
+            .unwrap()
+            .cmek_enabled
+    );
+    assert_eq!(
+        storage.vault_cmek_fingerprint("vault-k").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        storage
+            .put_version(&put("late", 1), &event("secret.write"))
+            .await
+            .unwrap()
+            .cmek_fingerprint,
+        None
+    );
 }
 
 const TREASURY_VAULT: &str = "vault-t";
