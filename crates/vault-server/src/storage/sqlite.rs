@@ -729,6 +729,44 @@ async fn insert_shares(
     Ok(())
 }
 
+/// Inserts `key`'s row and returns how many rows were inserted; with `only_if_first`, only
+/// when the table holds no key yet (the race-safe admin bootstrap).
+async fn insert_api_key_row(
+    tx: &mut Transaction<'static, Sqlite>,
+    key: &ApiKeyRecord,
+    only_if_first: bool,
+) -> Result<u64, StorageError> {
+    let sql = if only_if_first {
+        "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, vault_scope, \
+         created_at, revoked_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+         WHERE NOT EXISTS (SELECT 1 FROM api_keys)"
+    } else {
+        "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, vault_scope, \
+         created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    };
+    let scope = key
+        .vault_scope
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StorageError::Corrupt {
+            table: "api_keys",
+            reason: e.to_string(),
+        })?;
+    let done = sqlx::query(sql)
+        .bind(&key.id)
+        .bind(&key.user_id)
+        .bind(&key.name)
+        .bind(&key.key_hash)
+        .bind(&key.key_prefix)
+        .bind(scope)
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn api_key_count(&self) -> Result<u64, StorageError> {
@@ -744,29 +782,7 @@ impl Storage for SqliteStorage {
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, vault_scope, \
-             created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&key.id)
-        .bind(&key.user_id)
-        .bind(&key.name)
-        .bind(&key.key_hash)
-        .bind(&key.key_prefix)
-        .bind(
-            key.vault_scope
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| StorageError::Corrupt {
-                    table: "api_keys",
-                    reason: e.to_string(),
-                })?,
-        )
-        .bind(key.created_at)
-        .bind(key.revoked_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_api_key_row(&mut tx, key, false).await?;
         self.append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -780,31 +796,8 @@ impl Storage for SqliteStorage {
         // `BEGIN IMMEDIATE` holds the write lock from the start, so the NOT EXISTS check and
         // the insert cannot interleave with another writer.
         let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, vault_scope, \
-             created_at, revoked_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-             WHERE NOT EXISTS (SELECT 1 FROM api_keys)",
-        )
-        .bind(&key.id)
-        .bind(&key.user_id)
-        .bind(&key.name)
-        .bind(&key.key_hash)
-        .bind(&key.key_prefix)
-        .bind(
-            key.vault_scope
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| StorageError::Corrupt {
-                    table: "api_keys",
-                    reason: e.to_string(),
-                })?,
-        )
-        .bind(key.created_at)
-        .bind(key.revoked_at)
-        .execute(&mut *tx)
-        .await?;
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let inserted = insert_api_key_row(&mut tx, key, true).await?;
+        self.commit_if(tx, audit, inserted == 1).await
     }
 
     async fn find_api_key_by_hash(
