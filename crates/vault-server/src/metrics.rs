@@ -111,6 +111,8 @@ struct Inner {
     rate_limited: Counter,
     quota_refusals: Family<ResourceLabels, Counter>,
     audit_write_failures: Counter,
+    storage_commits: Counter,
+    storage_committed_writes: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -179,6 +181,19 @@ impl Metrics {
             "Audit events that could not be written (the action failed closed)",
             audit_write_failures.clone(),
         );
+        let storage_commits = Counter::default();
+        registry.register(
+            "storage_commits",
+            "Transactions committed by the SQLite store's group commit (one fsync each)",
+            storage_commits.clone(),
+        );
+        let storage_committed_writes = Counter::default();
+        registry.register(
+            "storage_committed_writes",
+            "Writes committed by the SQLite store's group commit; divided by \
+             mpc_vault_storage_commits_total, the average batch size",
+            storage_committed_writes.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -191,6 +206,8 @@ impl Metrics {
                 rate_limited,
                 quota_refusals,
                 audit_write_failures,
+                storage_commits,
+                storage_committed_writes,
             }),
         }
     }
@@ -234,6 +251,12 @@ impl Metrics {
             tracing::error!(error = %err, "encoding the metrics failed");
         }
         out
+    }
+
+    /// Counts one group commit of `writes` writes.
+    pub(crate) fn storage_committed(&self, writes: u64) {
+        self.inner.storage_commits.inc();
+        self.inner.storage_committed_writes.inc_by(writes);
     }
 
     pub(crate) fn rate_limited(&self) {

@@ -147,6 +147,14 @@ pub(crate) fn router(state: AppState) -> Router {
 }
 
 pub(crate) fn storage_error(err: StorageError) -> ApiError {
+    if let StorageError::Unavailable(reason) = &err {
+        // Nothing was written (the batch it was committed with failed, or the store is
+        // closing): the request can be retried as it is.
+        tracing::error!(%reason, "storage write not committed");
+        return ApiError::Unavailable(
+            "the change could not be stored and was not made; retry the request".into(),
+        );
+    }
     internal("storage failure", &err)
 }
 

@@ -1,6 +1,7 @@
 //! The storage trait and its records. The server's handlers see only this trait; SQLite (the
 //! embedded default) and PostgreSQL (several replicas) implement it and pass the same test suite.
 
+mod group_commit;
 mod postgres;
 mod sqlite;
 
@@ -41,6 +42,10 @@ pub enum StorageError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The write was not committed: the store is closed, or the batch it was committed with
+    /// failed (see the SQLite store's group commit). Nothing of it was kept.
+    #[error("the write was not committed: {0}")]
+    Unavailable(String),
     /// Running the migrations failed.
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

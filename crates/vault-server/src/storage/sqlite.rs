@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use super::group_commit::GroupCommit;
 use super::{
     AgentRecord, ApiKeyRecord, AuditQuery, CmekJobRecord, CmekJobStatus, NewVersion, PolicyRecord,
     ShareRecord, Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
@@ -24,6 +25,10 @@ use crate::metrics::Metrics;
 
 /// The database file inside the data directory.
 const DB_FILE: &str = "vault.db";
+
+/// Connections for reads. Each is a thread in sqlx; reads are short, so a few serve many
+/// requests.
+const READERS: u32 = 4;
 
 /// The embedded SQLite store.
 ///
@@ -40,12 +45,58 @@ const DB_FILE: &str = "vault.db";
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
+    /// Reads. Every write goes through `writer` instead.
     pool: SqlitePool,
+    /// The one connection that writes, committing queued writes in batches (group commit).
+    writer: GroupCommit,
+    /// Seals audit events inside writes.
+    sealer: Sealer,
+}
+
+/// What a write needs to append audit events: cloned into each write, which runs on the
+/// writer task.
+#[derive(Debug, Clone)]
+struct Sealer {
     /// Seals every appended audit event (`integrity_hash`).
-    audit_key: Arc<AuditKey>,
+    key: Arc<AuditKey>,
     /// Counts failed audit appends (`mpc_vault_audit_write_failures_total`); `None` for a
     /// store opened outside a server.
     metrics: Option<Metrics>,
+}
+
+impl Sealer {
+    /// Appends `event` inside `tx`, counting a failure (the caller's write then fails too:
+    /// fail-closed).
+    async fn append(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        event: &NewAuditEvent,
+    ) -> Result<AuditEvent, StorageError> {
+        let appended = append(tx, &self.key, event).await;
+        if appended.is_err()
+            && let Some(metrics) = &self.metrics
+        {
+            metrics.audit_write_failed();
+        }
+        appended
+    }
+
+    /// Commits the change with its audit event when it changed something; otherwise rolls
+    /// back (nothing changed, and the event must not claim a success).
+    async fn commit_if(
+        &self,
+        mut tx: Transaction<'_, Sqlite>,
+        event: &NewAuditEvent,
+        changed: bool,
+    ) -> Result<bool, StorageError> {
+        if !changed {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.append(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }
 
 impl SqliteStorage {
@@ -101,63 +152,42 @@ impl SqliteStorage {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStorage {
-            pool,
-            audit_key,
-            metrics: None,
-        })
+        SqliteStorage::connect(options, READERS, audit_key).await
     }
 
-    /// Counts every failed audit append in `metrics`. Every append goes through
-    /// [`append`](Self::append), in a write's transaction or its own, so none is missed.
+    /// Counts every failed audit append in `metrics`, and the group commits. Every append goes
+    /// through [`Sealer::append`], in a write's transaction, so none is missed.
     pub(crate) fn with_metrics(mut self, metrics: Metrics) -> SqliteStorage {
-        self.metrics = Some(metrics);
+        // The first server to own the store counts its commits.
+        let _ = self.writer.stats().metrics.set(metrics.clone());
+        self.sealer.metrics = Some(metrics);
         self
     }
 
-    /// Appends `event` inside `tx`, counting a failure (the caller's write then fails too:
-    /// fail-closed).
-    async fn append(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        event: &NewAuditEvent,
-    ) -> Result<AuditEvent, StorageError> {
-        let appended = append(tx, &self.audit_key, event).await;
-        if appended.is_err()
-            && let Some(metrics) = &self.metrics
-        {
-            metrics.audit_write_failed();
-        }
-        appended
-    }
-
-    /// Commits the change with its audit event when it changed something; otherwise rolls
-    /// back (nothing changed, and the event must not claim a success).
-    async fn commit_if(
-        &self,
-        mut tx: Transaction<'_, Sqlite>,
-        event: &NewAuditEvent,
-        changed: bool,
-    ) -> Result<bool, StorageError> {
-        if !changed {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        self.append(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock at once, so a transaction
-    /// that reads before it writes cannot fail with a stale snapshot, and appends to the audit
-    /// chain are serialized from the start.
-    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StorageError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// The pool for reads and the writer for writes, on the database `options` opens, with the
+    /// migrations run. Reads run in WAL snapshots and never wait for the writer.
+    async fn connect(
+        options: SqliteConnectOptions,
+        readers: u32,
+        audit_key: Arc<AuditKey>,
+    ) -> Result<SqliteStorage, StorageError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(readers)
+            // A local file needs no ping before each use: that would be one more round trip to
+            // the connection's thread for every query.
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let writer = GroupCommit::start(options).await?;
+        Ok(SqliteStorage {
+            pool,
+            writer,
+            sealer: Sealer {
+                key: audit_key,
+                metrics: None,
+            },
+        })
     }
 
     /// Writes a consistent copy of the database to `dest` (which must not exist) with SQLite's
@@ -244,16 +274,7 @@ impl SqliteStorage {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStorage {
-            pool,
-            audit_key,
-            metrics: None,
-        })
+        SqliteStorage::connect(options, 1, audit_key).await
     }
 
     /// The database file inside a data directory.
@@ -732,7 +753,7 @@ async fn insert_shares(
 /// Inserts `key`'s row and returns how many rows were inserted; with `only_if_first`, only
 /// when the table holds no key yet (the race-safe admin bootstrap).
 async fn insert_api_key_row(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     key: &ApiKeyRecord,
     only_if_first: bool,
 ) -> Result<u64, StorageError> {
@@ -781,11 +802,20 @@ impl Storage for SqliteStorage {
         key: &ApiKeyRecord,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
-        let mut tx = self.write_tx().await?;
-        insert_api_key_row(&mut tx, key, false).await?;
-        self.append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        let (key, audit) = (key.clone(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let key: &ApiKeyRecord = &key;
+                    let audit: &NewAuditEvent = &audit;
+                    insert_api_key_row(&mut tx, key, false).await?;
+                    sealer.append(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn insert_first_api_key(
@@ -793,11 +823,20 @@ impl Storage for SqliteStorage {
         key: &ApiKeyRecord,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        // `BEGIN IMMEDIATE` holds the write lock from the start, so the NOT EXISTS check and
-        // the insert cannot interleave with another writer.
-        let mut tx = self.write_tx().await?;
-        let inserted = insert_api_key_row(&mut tx, key, true).await?;
-        self.commit_if(tx, audit, inserted == 1).await
+        let (key, audit) = (key.clone(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let key: &ApiKeyRecord = &key;
+                    let audit: &NewAuditEvent = &audit;
+                    // `BEGIN IMMEDIATE` holds the write lock from the start, so the NOT EXISTS check and
+                    // the insert cannot interleave with another writer.
+                    let inserted = insert_api_key_row(&mut tx, key, true).await?;
+                    sealer.commit_if(tx, audit, inserted == 1).await
+                })
+            })
+            .await
     }
 
     async fn find_api_key_by_hash(
@@ -840,16 +879,26 @@ impl Storage for SqliteStorage {
         at: i64,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
-        )
-        .bind(at)
-        .bind(id)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let (user_id, id, audit) = (user_id.to_owned(), id.to_owned(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let user_id: &str = &user_id;
+                    let id: &str = &id;
+                    let audit: &NewAuditEvent = &audit;
+                let done = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                })
+            })
+            .await
     }
 
     async fn insert_vault_within(
@@ -858,53 +907,62 @@ impl Storage for SqliteStorage {
         max_vaults: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
-        let (mode, threshold, providers) = match &vault.custody {
-            Some(c) => (
-                Some(c.mode.as_str()),
-                Some(i64::from(c.threshold)),
-                Some(
-                    serde_json::to_string(&c.providers).map_err(|e| StorageError::Corrupt {
-                        table: "vaults",
-                        reason: e.to_string(),
-                    })?,
-                ),
-            ),
-            None => (None, None, None),
-        };
-        // `BEGIN IMMEDIATE` holds the write lock from the start, and the count is in the
-        // INSERT … SELECT itself: two creates at the limit cannot both pass. The treasury's
-        // system vaults are the server's, not the organisation's: they are not counted.
-        let mut tx = self.write_tx().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO vaults (id, name, description, created_by, created_at, cmek_enabled, \
-             mpc_custody, mpc_threshold, mpc_providers) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-             WHERE $10 IS NULL OR (SELECT COUNT(*) FROM vaults \
-             WHERE deleted_at IS NULL AND name <> $11) < $10",
-        )
-        .bind(&vault.id)
-        .bind(&vault.name)
-        .bind(&vault.description)
-        .bind(&vault.created_by)
-        .bind(vault.created_at)
-        .bind(i64::from(vault.cmek_enabled))
-        .bind(mode)
-        .bind(threshold)
-        .bind(providers)
-        .bind(max_vaults.map(to_i64).transpose()?)
-        .bind(crate::treasury::SYSTEM_VAULT)
-        .execute(&mut *tx)
-        .await?;
-        if let (0, Some(limit)) = (inserted.rows_affected(), max_vaults) {
-            tx.rollback().await?;
-            return Err(StorageError::LimitReached {
-                resource: "vaults",
-                limit,
-            });
-        }
-        self.append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        let (vault, audit) = (vault.clone(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let vault: &VaultRecord = &vault;
+                    let audit: &NewAuditEvent = &audit;
+                let (mode, threshold, providers) = match &vault.custody {
+                    Some(c) => (
+                        Some(c.mode.as_str()),
+                        Some(i64::from(c.threshold)),
+                        Some(
+                            serde_json::to_string(&c.providers).map_err(|e| StorageError::Corrupt {
+                                table: "vaults",
+                                reason: e.to_string(),
+                            })?,
+                        ),
+                    ),
+                    None => (None, None, None),
+                };
+                // `BEGIN IMMEDIATE` holds the write lock from the start, and the count is in the
+                // INSERT … SELECT itself: two creates at the limit cannot both pass. The treasury's
+                // system vaults are the server's, not the organisation's: they are not counted.
+                let inserted = sqlx::query(
+                    "INSERT INTO vaults (id, name, description, created_by, created_at, cmek_enabled, \
+                     mpc_custody, mpc_threshold, mpc_providers) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                     WHERE $10 IS NULL OR (SELECT COUNT(*) FROM vaults \
+                     WHERE deleted_at IS NULL AND name <> $11) < $10",
+                )
+                .bind(&vault.id)
+                .bind(&vault.name)
+                .bind(&vault.description)
+                .bind(&vault.created_by)
+                .bind(vault.created_at)
+                .bind(i64::from(vault.cmek_enabled))
+                .bind(mode)
+                .bind(threshold)
+                .bind(providers)
+                .bind(max_vaults.map(to_i64).transpose()?)
+                .bind(crate::treasury::SYSTEM_VAULT)
+                .execute(&mut *tx)
+                .await?;
+                if let (0, Some(limit)) = (inserted.rows_affected(), max_vaults) {
+                    tx.rollback().await?;
+                    return Err(StorageError::LimitReached {
+                        resource: "vaults",
+                        limit,
+                    });
+                }
+                sealer.append(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+                })
+            })
+            .await
     }
 
     async fn get_vault(&self, id: &str) -> Result<Option<VaultRecord>, StorageError> {
@@ -936,14 +994,24 @@ impl Storage for SqliteStorage {
         at: i64,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done =
-            sqlx::query("UPDATE vaults SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let (id, audit) = (id.to_owned(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let id: &str = &id;
+                    let audit: &NewAuditEvent = &audit;
+                    let done = sqlx::query(
+                        "UPDATE vaults SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                })
+            })
+            .await
     }
 
     async fn set_vault_custody(
@@ -952,25 +1020,36 @@ impl Storage for SqliteStorage {
         custody: &VaultCustodyRecord,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let providers =
-            serde_json::to_string(&custody.providers).map_err(|e| StorageError::Corrupt {
-                table: "vaults",
-                reason: e.to_string(),
-            })?;
-        // The `mpc_custody IS NULL` guard makes setting a mode a compare-and-set: two
-        // concurrent requests cannot both set one.
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE vaults SET mpc_custody = $1, mpc_threshold = $2, mpc_providers = $3 \
-             WHERE id = $4 AND deleted_at IS NULL AND mpc_custody IS NULL",
-        )
-        .bind(&custody.mode)
-        .bind(i64::from(custody.threshold))
-        .bind(providers)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let (id, custody, audit) = (id.to_owned(), custody.clone(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let id: &str = &id;
+                    let custody: &VaultCustodyRecord = &custody;
+                    let audit: &NewAuditEvent = &audit;
+                    let providers = serde_json::to_string(&custody.providers).map_err(|e| {
+                        StorageError::Corrupt {
+                            table: "vaults",
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    // The `mpc_custody IS NULL` guard makes setting a mode a compare-and-set: two
+                    // concurrent requests cannot both set one.
+                    let done = sqlx::query(
+                    "UPDATE vaults SET mpc_custody = $1, mpc_threshold = $2, mpc_providers = $3 \
+                     WHERE id = $4 AND deleted_at IS NULL AND mpc_custody IS NULL",
+                )
+                .bind(&custody.mode)
+                .bind(i64::from(custody.threshold))
+                .bind(providers)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                })
+            })
+            .await
     }
 
     async fn latest_version_number(
@@ -995,11 +1074,20 @@ impl Storage for SqliteStorage {
         max_secrets: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<VersionRecord, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let stored = insert_version(&mut tx, new, max_secrets).await?;
-        self.append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(stored)
+        let (new, audit) = (new.clone(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let new: &NewVersion = &new;
+                    let audit: &NewAuditEvent = &audit;
+                    let stored = insert_version(&mut tx, new, max_secrets).await?;
+                    sealer.append(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(stored)
+                })
+            })
+            .await
     }
 
     async fn put_wallet(
@@ -1009,59 +1097,75 @@ impl Storage for SqliteStorage {
         replaces: Option<&str>,
         audit: &NewAuditEvent,
     ) -> Result<VersionRecord, StorageError> {
-        let mut tx = self.write_tx().await?;
-        if let Some(old) = replaces {
-            let done = sqlx::query(
-                "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
-                 WHERE id = $2 AND is_active = 1",
-            )
-            .bind(wallet.created_at)
-            .bind(old)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != 1 {
-                // Rotated or deleted by a concurrent request.
-                return Err(StorageError::Conflict);
-            }
-        }
-        // Treasury keys are not user secrets: no secret quota applies.
-        let stored = insert_version(&mut tx, new, None).await?;
-        if replaces.is_some() {
-            // The replaced key must not be readable any more: every older version goes.
-            sqlx::query(
-                "UPDATE secret_versions SET deleted = 1 WHERE secret_id = $1 AND version < $2",
-            )
-            .bind(&stored.secret_id)
-            .bind(to_i64(stored.version)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO treasury_wallets (id, user_id, vault_id, chain, curve, public_key_hex, \
-             address, is_active, secret_path, secret_version, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
-        )
-        .bind(&wallet.id)
-        .bind(&wallet.user_id)
-        .bind(&wallet.vault_id)
-        .bind(&wallet.chain)
-        .bind(&wallet.curve)
-        .bind(&wallet.public_key_hex)
-        .bind(&wallet.address)
-        .bind(&wallet.secret_path)
-        .bind(to_i64(wallet.secret_version)?)
-        .bind(wallet.created_at)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            // The chain already has an active wallet (a concurrent generate).
-            Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
-            Err(e) => return Err(e.into()),
-        }
-        self.append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(stored)
+        let (new, wallet, replaces, audit) = (
+            new.clone(),
+            wallet.clone(),
+            replaces.map(str::to_owned),
+            audit.clone(),
+        );
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let new: &NewVersion = &new;
+                    let wallet: &WalletRecord = &wallet;
+                    let replaces: Option<&str> = replaces.as_deref();
+                    let audit: &NewAuditEvent = &audit;
+                if let Some(old) = replaces {
+                    let done = sqlx::query(
+                        "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
+                         WHERE id = $2 AND is_active = 1",
+                    )
+                    .bind(wallet.created_at)
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        // Rotated or deleted by a concurrent request.
+                        return Err(StorageError::Conflict);
+                    }
+                }
+                // Treasury keys are not user secrets: no secret quota applies.
+                let stored = insert_version(&mut tx, new, None).await?;
+                if replaces.is_some() {
+                    // The replaced key must not be readable any more: every older version goes.
+                    sqlx::query(
+                        "UPDATE secret_versions SET deleted = 1 WHERE secret_id = $1 AND version < $2",
+                    )
+                    .bind(&stored.secret_id)
+                    .bind(to_i64(stored.version)?)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO treasury_wallets (id, user_id, vault_id, chain, curve, public_key_hex, \
+                     address, is_active, secret_path, secret_version, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
+                )
+                .bind(&wallet.id)
+                .bind(&wallet.user_id)
+                .bind(&wallet.vault_id)
+                .bind(&wallet.chain)
+                .bind(&wallet.curve)
+                .bind(&wallet.public_key_hex)
+                .bind(&wallet.address)
+                .bind(&wallet.secret_path)
+                .bind(to_i64(wallet.secret_version)?)
+                .bind(wallet.created_at)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(_) => {}
+                    // The chain already has an active wallet (a concurrent generate).
+                    Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
+                    Err(e) => return Err(e.into()),
+                }
+                sealer.append(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(stored)
+                })
+            })
+            .await
     }
 
     async fn list_wallets(&self, user_id: &str) -> Result<Vec<WalletRecord>, StorageError> {
@@ -1083,26 +1187,35 @@ impl Storage for SqliteStorage {
         at: i64,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
-             WHERE id = $2 AND is_active = 1",
-        )
-        .bind(at)
-        .bind(&wallet.id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            sqlx::query(
-                "UPDATE secret_versions SET deleted = 1 WHERE deleted = 0 AND secret_id = \
-                 (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
-            )
-            .bind(&wallet.vault_id)
-            .bind(&wallet.secret_path)
-            .execute(&mut *tx)
-            .await?;
-        }
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let (wallet, audit) = (wallet.clone(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let wallet: &WalletRecord = &wallet;
+                    let audit: &NewAuditEvent = &audit;
+                    let done = sqlx::query(
+                        "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
+                     WHERE id = $2 AND is_active = 1",
+                    )
+                    .bind(at)
+                    .bind(&wallet.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        sqlx::query(
+                        "UPDATE secret_versions SET deleted = 1 WHERE deleted = 0 AND secret_id = \
+                         (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
+                    )
+                    .bind(&wallet.vault_id)
+                    .bind(&wallet.secret_path)
+                    .execute(&mut *tx)
+                    .await?;
+                    }
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                })
+            })
+            .await
     }
 
     async fn get_version(
@@ -1184,13 +1297,23 @@ impl Storage for SqliteStorage {
         version_id: &str,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done =
-            sqlx::query("UPDATE secret_versions SET disabled = 1 WHERE id = $1 AND deleted = 0")
-                .bind(version_id)
-                .execute(&mut *tx)
-                .await?;
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let (version_id, audit) = (version_id.to_owned(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let version_id: &str = &version_id;
+                    let audit: &NewAuditEvent = &audit;
+                    let done = sqlx::query(
+                        "UPDATE secret_versions SET disabled = 1 WHERE id = $1 AND deleted = 0",
+                    )
+                    .bind(version_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                })
+            })
+            .await
     }
 
     async fn delete_secret(
@@ -1199,16 +1322,26 @@ impl Storage for SqliteStorage {
         path: &str,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE secret_versions SET deleted = 1 WHERE deleted = 0 AND secret_id = \
-             (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
-        )
-        .bind(vault_id)
-        .bind(path)
-        .execute(&mut *tx)
-        .await?;
-        self.commit_if(tx, audit, done.rows_affected() > 0).await
+        let (vault_id, path, audit) = (vault_id.to_owned(), path.to_owned(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let vault_id: &str = &vault_id;
+                    let path: &str = &path;
+                    let audit: &NewAuditEvent = &audit;
+                    let done = sqlx::query(
+                        "UPDATE secret_versions SET deleted = 1 WHERE deleted = 0 AND secret_id = \
+                     (SELECT id FROM secrets WHERE vault_id = $1 AND path = $2)",
+                    )
+                    .bind(vault_id)
+                    .bind(path)
+                    .execute(&mut *tx)
+                    .await?;
+                    sealer.commit_if(tx, audit, done.rows_affected() > 0).await
+                })
+            })
+            .await
     }
 
     async fn record_access(
@@ -1216,16 +1349,25 @@ impl Storage for SqliteStorage {
         version_id: &str,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        // One conditional UPDATE: concurrent reads cannot together exceed the maximum.
-        let done = sqlx::query(
-            "UPDATE secret_versions SET access_count = access_count + 1 WHERE id = $1 \
-             AND (max_access_count IS NULL OR access_count < max_access_count)",
-        )
-        .bind(version_id)
-        .execute(&mut *tx)
-        .await?;
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let (version_id, audit) = (version_id.to_owned(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let version_id: &str = &version_id;
+                    let audit: &NewAuditEvent = &audit;
+                    // One conditional UPDATE: concurrent reads cannot together exceed the maximum.
+                    let done = sqlx::query(
+                        "UPDATE secret_versions SET access_count = access_count + 1 WHERE id = $1 \
+                     AND (max_access_count IS NULL OR access_count < max_access_count)",
+                    )
+                    .bind(version_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                })
+            })
+            .await
     }
 
     async fn insert_agent_within(
@@ -1234,44 +1376,53 @@ impl Storage for SqliteStorage {
         max_agents: Option<u64>,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
-        let vault_ids = agent
-            .vault_ids
-            .as_deref()
-            .map(|ids| json_list("agents", ids))
-            .transpose()?;
-        // As for vaults: the write lock is held from the start and the count is in the
-        // INSERT … SELECT, so two creates at the limit cannot both pass. Deleted agents do not
-        // count; expired ones do until deleted (they still hold a name and a key row).
-        let mut tx = self.write_tx().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO agents (id, name, description, created_by, vault_ids, expires_at, \
-             token_ttl_seconds, key_hash, key_prefix, created_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
-             WHERE $11 IS NULL OR (SELECT COUNT(*) FROM agents WHERE deleted_at IS NULL) < $11",
-        )
-        .bind(&agent.id)
-        .bind(&agent.name)
-        .bind(&agent.description)
-        .bind(&agent.created_by)
-        .bind(vault_ids)
-        .bind(agent.expires_at)
-        .bind(agent.token_ttl_seconds.map(to_i64).transpose()?)
-        .bind(&agent.key_hash)
-        .bind(&agent.key_prefix)
-        .bind(agent.created_at)
-        .bind(max_agents.map(to_i64).transpose()?)
-        .execute(&mut *tx)
-        .await?;
-        if let (0, Some(limit)) = (inserted.rows_affected(), max_agents) {
-            tx.rollback().await?;
-            return Err(StorageError::LimitReached {
-                resource: "agents",
-                limit,
-            });
-        }
-        self.append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        let (agent, audit) = (agent.clone(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let agent: &AgentRecord = &agent;
+                    let audit: &NewAuditEvent = &audit;
+                let vault_ids = agent
+                    .vault_ids
+                    .as_deref()
+                    .map(|ids| json_list("agents", ids))
+                    .transpose()?;
+                // As for vaults: the write lock is held from the start and the count is in the
+                // INSERT … SELECT, so two creates at the limit cannot both pass. Deleted agents do not
+                // count; expired ones do until deleted (they still hold a name and a key row).
+                let inserted = sqlx::query(
+                    "INSERT INTO agents (id, name, description, created_by, vault_ids, expires_at, \
+                     token_ttl_seconds, key_hash, key_prefix, created_at) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+                     WHERE $11 IS NULL OR (SELECT COUNT(*) FROM agents WHERE deleted_at IS NULL) < $11",
+                )
+                .bind(&agent.id)
+                .bind(&agent.name)
+                .bind(&agent.description)
+                .bind(&agent.created_by)
+                .bind(vault_ids)
+                .bind(agent.expires_at)
+                .bind(agent.token_ttl_seconds.map(to_i64).transpose()?)
+                .bind(&agent.key_hash)
+                .bind(&agent.key_prefix)
+                .bind(agent.created_at)
+                .bind(max_agents.map(to_i64).transpose()?)
+                .execute(&mut *tx)
+                .await?;
+                if let (0, Some(limit)) = (inserted.rows_affected(), max_agents) {
+                    tx.rollback().await?;
+                    return Err(StorageError::LimitReached {
+                        resource: "agents",
+                        limit,
+                    });
+                }
+                sealer.append(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+                })
+            })
+            .await
     }
 
     async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StorageError> {
@@ -1314,17 +1465,27 @@ impl Storage for SqliteStorage {
         at: i64,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE agents SET deleted_at = $1 WHERE id = $2 AND created_by = $3 \
-             AND deleted_at IS NULL",
-        )
-        .bind(at)
-        .bind(id)
-        .bind(created_by)
-        .execute(&mut *tx)
-        .await?;
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let (created_by, id, audit) = (created_by.to_owned(), id.to_owned(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let created_by: &str = &created_by;
+                    let id: &str = &id;
+                    let audit: &NewAuditEvent = &audit;
+                    let done = sqlx::query(
+                        "UPDATE agents SET deleted_at = $1 WHERE id = $2 AND created_by = $3 \
+                     AND deleted_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(id)
+                    .bind(created_by)
+                    .execute(&mut *tx)
+                    .await?;
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                })
+            })
+            .await
     }
 
     async fn insert_policy(
@@ -1332,29 +1493,38 @@ impl Storage for SqliteStorage {
         policy: &PolicyRecord,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO policies (id, vault_id, secret_path_pattern, principal_type, \
-             principal_id, permissions, effect, priority, expires_at, created_by, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&policy.id)
-        .bind(&policy.vault_id)
-        .bind(&policy.secret_path_pattern)
-        .bind(&policy.principal_type)
-        .bind(&policy.principal_id)
-        .bind(json_list("policies", &policy.permissions)?)
-        .bind(&policy.effect)
-        .bind(policy.priority)
-        .bind(policy.expires_at)
-        .bind(&policy.created_by)
-        .bind(policy.created_at)
-        .bind(policy.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        self.append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        let (policy, audit) = (policy.clone(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let policy: &PolicyRecord = &policy;
+                    let audit: &NewAuditEvent = &audit;
+                sqlx::query(
+                    "INSERT INTO policies (id, vault_id, secret_path_pattern, principal_type, \
+                     principal_id, permissions, effect, priority, expires_at, created_by, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&policy.id)
+                .bind(&policy.vault_id)
+                .bind(&policy.secret_path_pattern)
+                .bind(&policy.principal_type)
+                .bind(&policy.principal_id)
+                .bind(json_list("policies", &policy.permissions)?)
+                .bind(&policy.effect)
+                .bind(policy.priority)
+                .bind(policy.expires_at)
+                .bind(&policy.created_by)
+                .bind(policy.created_at)
+                .bind(policy.updated_at)
+                .execute(&mut *tx)
+                .await?;
+                sealer.append(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+                })
+            })
+            .await
     }
 
     async fn update_policy(
@@ -1362,25 +1532,34 @@ impl Storage for SqliteStorage {
         policy: &PolicyRecord,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE policies SET secret_path_pattern = $1, principal_type = $2, \
-             principal_id = $3, permissions = $4, effect = $5, priority = $6, expires_at = $7, \
-             updated_at = $8 WHERE id = $9 AND vault_id = $10",
-        )
-        .bind(&policy.secret_path_pattern)
-        .bind(&policy.principal_type)
-        .bind(&policy.principal_id)
-        .bind(json_list("policies", &policy.permissions)?)
-        .bind(&policy.effect)
-        .bind(policy.priority)
-        .bind(policy.expires_at)
-        .bind(policy.updated_at)
-        .bind(&policy.id)
-        .bind(&policy.vault_id)
-        .execute(&mut *tx)
-        .await?;
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let (policy, audit) = (policy.clone(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let policy: &PolicyRecord = &policy;
+                    let audit: &NewAuditEvent = &audit;
+                let done = sqlx::query(
+                    "UPDATE policies SET secret_path_pattern = $1, principal_type = $2, \
+                     principal_id = $3, permissions = $4, effect = $5, priority = $6, expires_at = $7, \
+                     updated_at = $8 WHERE id = $9 AND vault_id = $10",
+                )
+                .bind(&policy.secret_path_pattern)
+                .bind(&policy.principal_type)
+                .bind(&policy.principal_id)
+                .bind(json_list("policies", &policy.permissions)?)
+                .bind(&policy.effect)
+                .bind(policy.priority)
+                .bind(policy.expires_at)
+                .bind(policy.updated_at)
+                .bind(&policy.id)
+                .bind(&policy.vault_id)
+                .execute(&mut *tx)
+                .await?;
+                sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                })
+            })
+            .await
     }
 
     async fn delete_policy(
@@ -1389,13 +1568,23 @@ impl Storage for SqliteStorage {
         id: &str,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query("DELETE FROM policies WHERE id = $1 AND vault_id = $2")
-            .bind(id)
-            .bind(vault_id)
-            .execute(&mut *tx)
-            .await?;
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let (vault_id, id, audit) = (vault_id.to_owned(), id.to_owned(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let vault_id: &str = &vault_id;
+                    let id: &str = &id;
+                    let audit: &NewAuditEvent = &audit;
+                    let done = sqlx::query("DELETE FROM policies WHERE id = $1 AND vault_id = $2")
+                        .bind(id)
+                        .bind(vault_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                })
+            })
+            .await
     }
 
     async fn get_policy(
@@ -1444,10 +1633,16 @@ impl Storage for SqliteStorage {
     }
 
     async fn append_audit(&self, audit: &NewAuditEvent) -> Result<AuditEvent, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let sealed = self.append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(sealed)
+        let (audit, sealer) = (audit.clone(), self.sealer.clone());
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let sealed = sealer.append(&mut tx, &audit).await?;
+                    tx.commit().await?;
+                    Ok(sealed)
+                })
+            })
+            .await
     }
 
     async fn audit_head(&self) -> Result<(u64, [u8; 32]), StorageError> {
@@ -1539,7 +1734,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StorageError> {
-        let done = sqlx::query(
+        let checkpoint = checkpoint.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let done = sqlx::query(
             "INSERT INTO audit_checkpoints (seq, event_id, event_hash, created_at, key_id, \
              signature) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",
         )
@@ -1549,9 +1748,13 @@ impl Storage for SqliteStorage {
         .bind(checkpoint.created_at)
         .bind(&checkpoint.key_id)
         .bind(checkpoint.signature.as_slice())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+                    tx.commit().await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
     }
 
     async fn audit_checkpoints(
@@ -1594,18 +1797,32 @@ impl Storage for SqliteStorage {
         fingerprint: Option<&str>,
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE vaults SET cmek_fingerprint = $1, cmek_enabled = $2 \
-             WHERE id = $3 AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM \
-             cmek_rotation_jobs j WHERE j.vault_id = $3 AND j.status IN ('running', 'paused', 'failed'))",
-        )
-        .bind(fingerprint)
-        .bind(i64::from(fingerprint.is_some()))
-        .bind(vault_id)
-        .execute(&mut *tx)
-        .await?;
-        self.commit_if(tx, audit, done.rows_affected() == 1).await
+        let (vault_id, fingerprint, audit) = (
+            vault_id.to_owned(),
+            fingerprint.map(str::to_owned),
+            audit.clone(),
+        );
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let vault_id: &str = &vault_id;
+                    let fingerprint: Option<&str> = fingerprint.as_deref();
+                    let audit: &NewAuditEvent = &audit;
+                let done = sqlx::query(
+                    "UPDATE vaults SET cmek_fingerprint = $1, cmek_enabled = $2 \
+                     WHERE id = $3 AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM \
+                     cmek_rotation_jobs j WHERE j.vault_id = $3 AND j.status IN ('running', 'paused', 'failed'))",
+                )
+                .bind(fingerprint)
+                .bind(i64::from(fingerprint.is_some()))
+                .bind(vault_id)
+                .execute(&mut *tx)
+                .await?;
+                sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                })
+            })
+            .await
     }
 
     async fn create_cmek_job(
@@ -1613,57 +1830,66 @@ impl Storage for SqliteStorage {
         job: &CmekJobRecord,
         audit: &NewAuditEvent,
     ) -> Result<CmekJobRecord, StorageError> {
-        // The write lock is held from the start; the first statement moves the vault to the new
-        // key (compare-and-set on the old fingerprint).
-        let mut tx = self.write_tx().await?;
-        let moved = sqlx::query(
-            "UPDATE vaults SET cmek_fingerprint = $1 WHERE id = $2 AND deleted_at IS NULL \
-             AND cmek_fingerprint = $3",
-        )
-        .bind(&job.new_fingerprint)
-        .bind(&job.vault_id)
-        .bind(&job.old_fingerprint)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() != 1 {
-            return Err(StorageError::Conflict);
-        }
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
-             WHERE s.vault_id = $1 AND v.cmek_fingerprint = $2 AND v.deleted = 0",
-        )
-        .bind(&job.vault_id)
-        .bind(&job.old_fingerprint)
-        .fetch_one(&mut *tx)
-        .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO cmek_rotation_jobs (id, vault_id, old_fingerprint, new_fingerprint, \
-             status, processed, total, error, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, $7, $7)",
-        )
-        .bind(&job.id)
-        .bind(&job.vault_id)
-        .bind(&job.old_fingerprint)
-        .bind(&job.new_fingerprint)
-        .bind(CmekJobStatus::Running.as_str())
-        .bind(total)
-        .bind(job.created_at)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
-            Err(e) => return Err(e.into()),
-        }
-        self.append(&mut tx, audit).await?;
-        tx.commit().await?;
-        let mut stored = job.clone();
-        stored.status = CmekJobStatus::Running;
-        stored.processed = 0;
-        stored.total = to_u64("cmek_rotation_jobs", total)?;
-        stored.error = None;
-        stored.updated_at = job.created_at;
-        Ok(stored)
+        let (job, audit) = (job.clone(), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let job: &CmekJobRecord = &job;
+                    let audit: &NewAuditEvent = &audit;
+                // The write lock is held from the start; the first statement moves the vault to the new
+                // key (compare-and-set on the old fingerprint).
+                let moved = sqlx::query(
+                    "UPDATE vaults SET cmek_fingerprint = $1 WHERE id = $2 AND deleted_at IS NULL \
+                     AND cmek_fingerprint = $3",
+                )
+                .bind(&job.new_fingerprint)
+                .bind(&job.vault_id)
+                .bind(&job.old_fingerprint)
+                .execute(&mut *tx)
+                .await?;
+                if moved.rows_affected() != 1 {
+                    return Err(StorageError::Conflict);
+                }
+                let total: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+                     WHERE s.vault_id = $1 AND v.cmek_fingerprint = $2 AND v.deleted = 0",
+                )
+                .bind(&job.vault_id)
+                .bind(&job.old_fingerprint)
+                .fetch_one(&mut *tx)
+                .await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO cmek_rotation_jobs (id, vault_id, old_fingerprint, new_fingerprint, \
+                     status, processed, total, error, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, $7, $7)",
+                )
+                .bind(&job.id)
+                .bind(&job.vault_id)
+                .bind(&job.old_fingerprint)
+                .bind(&job.new_fingerprint)
+                .bind(CmekJobStatus::Running.as_str())
+                .bind(total)
+                .bind(job.created_at)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
+                    Err(e) => return Err(e.into()),
+                }
+                sealer.append(&mut tx, audit).await?;
+                tx.commit().await?;
+                let mut stored = job.clone();
+                stored.status = CmekJobStatus::Running;
+                stored.processed = 0;
+                stored.total = to_u64("cmek_rotation_jobs", total)?;
+                stored.error = None;
+                stored.updated_at = job.created_at;
+                Ok(stored)
+                })
+            })
+            .await
     }
 
     async fn get_cmek_job(
@@ -1704,19 +1930,29 @@ impl Storage for SqliteStorage {
         error: Option<&str>,
         audit: &NewAuditEvent,
     ) -> Result<(), StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE cmek_rotation_jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(status.as_str())
-        .bind(error)
-        .bind(crate::time::now_millis())
-        .bind(job_id)
-        .execute(&mut *tx)
-        .await?;
-        // No such job: nothing changed, and no event claims a change.
-        self.commit_if(tx, audit, done.rows_affected() == 1).await?;
-        Ok(())
+        let (job_id, error, audit) = (job_id.to_owned(), error.map(str::to_owned), audit.clone());
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let job_id: &str = &job_id;
+                    let error: Option<&str> = error.as_deref();
+                    let audit: &NewAuditEvent = &audit;
+                let done = sqlx::query(
+                    "UPDATE cmek_rotation_jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4",
+                )
+                .bind(status.as_str())
+                .bind(error)
+                .bind(crate::time::now_millis())
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+                // No such job: nothing changed, and no event claims a change.
+                sealer.commit_if(tx, audit, done.rows_affected() == 1).await?;
+                Ok(())
+                })
+            })
+            .await
     }
 
     async fn pause_running_cmek_jobs(
@@ -1725,29 +1961,47 @@ impl Storage for SqliteStorage {
              dyn for<'j> Fn(&'j CmekJobRecord) -> Result<NewAuditEvent, AuditError> + Send + Sync
          ),
     ) -> Result<u64, StorageError> {
-        let mut tx = self.write_tx().await?;
+        // The events are built here (the closure borrows from the caller); the writer then
+        // pauses each job that is still running and appends its event with it.
         let running = sqlx::query("SELECT * FROM cmek_rotation_jobs WHERE status = 'running'")
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?
             .iter()
             .map(cmek_job)
             .collect::<Result<Vec<_>, _>>()?;
-        let done = sqlx::query(
-            "UPDATE cmek_rotation_jobs SET status = 'paused', error = $1, updated_at = $2 \
-             WHERE status = 'running'",
-        )
-        .bind(
-            "the server restarted and CMEK keys are never stored: send the same POST \
-             …/cmek-rotate with both keys to resume",
-        )
-        .bind(crate::time::now_millis())
-        .execute(&mut *tx)
-        .await?;
-        for job in &running {
-            self.append(&mut tx, &audit(job)?).await?;
-        }
-        tx.commit().await?;
-        Ok(done.rows_affected())
+        let paused = running
+            .iter()
+            .map(|job| Ok((job.id.clone(), audit(job)?)))
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let now = crate::time::now_millis();
+                    let mut count = 0;
+                    for (job_id, event) in &paused {
+                        let done = sqlx::query(
+                            "UPDATE cmek_rotation_jobs SET status = 'paused', error = $1, \
+                             updated_at = $2 WHERE id = $3 AND status = 'running'",
+                        )
+                        .bind(
+                            "the server restarted and CMEK keys are never stored: send the same \
+                             POST …/cmek-rotate with both keys to resume",
+                        )
+                        .bind(now)
+                        .bind(job_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        if done.rows_affected() == 1 {
+                            sealer.append(&mut tx, event).await?;
+                            count += 1;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(count)
+                })
+            })
+            .await
     }
 
     async fn cmek_versions_with(
@@ -1783,40 +2037,60 @@ impl Storage for SqliteStorage {
         shares: &[ShareRecord],
         audit: &NewAuditEvent,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE secret_versions SET envelope = $1, cmek_fingerprint = $2 \
-             WHERE id = $3 AND cmek_fingerprint = $4",
-        )
-        .bind(envelope)
-        .bind(&job.new_fingerprint)
-        .bind(version_id)
-        .bind(&job.old_fingerprint)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM secret_dek_shares WHERE secret_version_id = $1")
-            .bind(version_id)
-            .execute(&mut *tx)
-            .await?;
-        insert_shares(&mut tx, &job.vault_id, version_id, shares).await?;
-        sqlx::query(
-            "UPDATE cmek_rotation_jobs SET processed = processed + 1, updated_at = $1 WHERE id = $2",
-        )
-        .bind(crate::time::now_millis())
-        .bind(&job.id)
-        .execute(&mut *tx)
-        .await?;
-        self.append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        let (job, version_id, envelope, shares, audit) = (
+            job.clone(),
+            version_id.to_owned(),
+            envelope.to_vec(),
+            shares.to_vec(),
+            audit.clone(),
+        );
+        let sealer = self.sealer.clone();
+        self.writer
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let job: &CmekJobRecord = &job;
+                    let version_id: &str = &version_id;
+                    let envelope: &[u8] = &envelope;
+                    let shares: &[ShareRecord] = &shares;
+                    let audit: &NewAuditEvent = &audit;
+                let done = sqlx::query(
+                    "UPDATE secret_versions SET envelope = $1, cmek_fingerprint = $2 \
+                     WHERE id = $3 AND cmek_fingerprint = $4",
+                )
+                .bind(envelope)
+                .bind(&job.new_fingerprint)
+                .bind(version_id)
+                .bind(&job.old_fingerprint)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM secret_dek_shares WHERE secret_version_id = $1")
+                    .bind(version_id)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_shares(&mut tx, &job.vault_id, version_id, shares).await?;
+                sqlx::query(
+                    "UPDATE cmek_rotation_jobs SET processed = processed + 1, updated_at = $1 WHERE id = $2",
+                )
+                .bind(crate::time::now_millis())
+                .bind(&job.id)
+                .execute(&mut *tx)
+                .await?;
+                sealer.append(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+                })
+            })
+            .await
     }
 
     async fn close(&self) {
-        // Closing waits for the connections, so the WAL is checkpointed cleanly.
+        // Closing waits for the queued writes and the connections, so the WAL is checkpointed
+        // cleanly.
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
