@@ -1224,32 +1224,42 @@ impl Storage for SqliteStorage {
         path: &str,
         version: Option<u64>,
     ) -> Result<Option<(VersionRecord, Vec<ShareRecord>)>, StorageError> {
-        let row = match version {
-            Some(n) => {
-                sqlx::query(&format!(
-                    "SELECT {VERSION_COLUMNS} FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
-                     WHERE s.vault_id = $1 AND s.path = $2 AND v.version = $3"
-                ))
-                .bind(vault_id)
-                .bind(path)
-                .bind(to_i64(n)?)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {VERSION_COLUMNS} FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
-                     WHERE s.vault_id = $1 AND s.path = $2 ORDER BY v.version DESC LIMIT 1"
-                ))
-                .bind(vault_id)
-                .bind(path)
-                .fetch_optional(&self.pool)
-                .await?
-            }
+        // One statement, so the version and its shares come from one snapshot (a CMEK
+        // rotation rewrites both together), and one round trip to the connection's thread: this
+        // is on the path of every read.
+        let version = version.map(to_i64).transpose()?;
+        let rows = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS}, d.slot AS share_slot, d.provider AS share_provider, \
+             d.blob AS share_blob FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+             LEFT JOIN secret_dek_shares d ON d.secret_version_id = v.id \
+             WHERE s.vault_id = $1 AND s.path = $2 AND v.version = COALESCE($3, \
+             (SELECT MAX(latest.version) FROM secret_versions latest \
+              WHERE latest.secret_id = s.id)) \
+             ORDER BY d.slot"
+        ))
+        .bind(vault_id)
+        .bind(path)
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
         };
-        let Some(row) = row else { return Ok(None) };
-        let record = version_of(&row)?;
-        let shares = shares_of(&self.pool, &record.version_id).await?;
+        let record = version_of(first)?;
+        let mut shares = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(slot) = row.try_get::<Option<i64>, _>("share_slot")? else {
+                continue;
+            };
+            shares.push(ShareRecord {
+                slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
+                    table: "secret_dek_shares",
+                    reason: format!("slot {slot}"),
+                })?,
+                provider: row.try_get("share_provider")?,
+                blob: row.try_get("share_blob")?,
+            });
+        }
         Ok(Some((record, shares)))
     }
 
