@@ -628,22 +628,19 @@ async fn insert_version(
     max_secrets: Option<u64>,
 ) -> Result<VersionRecord, StorageError> {
     let v = &new.version;
-    sqlx::query(
+    // Creates the secret's row or finds it, in one statement (each statement is a round trip
+    // to the connection's thread, on the writer every write waits for): the no-op update on a
+    // conflict is what makes RETURNING answer with the existing row.
+    let secret_id: String = sqlx::query_scalar(
         "INSERT INTO secrets (id, vault_id, path, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (vault_id, path) DO NOTHING",
+         ON CONFLICT (vault_id, path) DO UPDATE SET path = excluded.path RETURNING id",
     )
     .bind(&new.new_secret_id)
     .bind(&v.vault_id)
     .bind(&v.path)
     .bind(v.created_at)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    let secret_id: String =
-        sqlx::query_scalar("SELECT id FROM secrets WHERE vault_id = $1 AND path = $2")
-            .bind(&v.vault_id)
-            .bind(&v.path)
-            .fetch_one(&mut **tx)
-            .await?;
     if let Some(limit) = max_secrets {
         let live: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM secret_versions WHERE secret_id = $1 AND deleted = 0)",
@@ -669,7 +666,8 @@ async fn insert_version(
         "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
          envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
          created_by, created_at, cmek_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-         0, 0, 0, $10, $11, (SELECT cmek_fingerprint FROM vaults WHERE id = $12))",
+         0, 0, 0, $10, $11, (SELECT cmek_fingerprint FROM vaults WHERE id = $12)) \
+         RETURNING cmek_fingerprint",
     )
     .bind(&v.version_id)
     .bind(&secret_id)
@@ -683,19 +681,14 @@ async fn insert_version(
     .bind(&v.created_by)
     .bind(v.created_at)
     .bind(&v.vault_id)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await;
-    match inserted {
-        Ok(_) => {}
+    let cmek_fingerprint: Option<String> = match inserted {
+        Ok(row) => row.try_get("cmek_fingerprint")?,
         Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
         Err(e) => return Err(e.into()),
-    }
+    };
     insert_shares(tx, &v.vault_id, &v.version_id, &new.shares).await?;
-    let cmek_fingerprint: Option<String> =
-        sqlx::query_scalar("SELECT cmek_fingerprint FROM secret_versions WHERE id = $1")
-            .bind(&v.version_id)
-            .fetch_one(&mut **tx)
-            .await?;
     let mut stored = v.clone();
     stored.cmek_fingerprint = cmek_fingerprint;
     stored.secret_id = secret_id;
@@ -728,25 +721,45 @@ async fn insert_shares(
     version_id: &str,
     shares: &[ShareRecord],
 ) -> Result<(), StorageError> {
+    if shares.is_empty() {
+        return Ok(());
+    }
+    // One multi-row INSERT: one round trip for all the shares of a version.
+    let mut sql = String::from(
+        "INSERT INTO secret_dek_shares (vault_id, secret_version_id, slot, provider, blob, state) \
+         VALUES ",
+    );
+    for i in 0..shares.len() {
+        let p = i * 6;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6
+        ));
+    }
+    let mut query = sqlx::query(&sql);
     for share in shares {
         let state = if share.blob.is_some() {
             "stored"
         } else {
             "pending"
         };
-        sqlx::query(
-            "INSERT INTO secret_dek_shares (vault_id, secret_version_id, slot, provider, blob, state) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(vault_id)
-        .bind(version_id)
-        .bind(i64::from(share.slot))
-        .bind(&share.provider)
-        .bind(share.blob.as_deref())
-        .bind(state)
-        .execute(&mut **tx)
-        .await?;
+        query = query
+            .bind(vault_id)
+            .bind(version_id)
+            .bind(i64::from(share.slot))
+            .bind(&share.provider)
+            .bind(share.blob.as_deref())
+            .bind(state);
     }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
