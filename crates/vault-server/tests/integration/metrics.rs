@@ -46,6 +46,17 @@ async fn metrics_count_requests_by_route_template_and_never_by_raw_path() {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     let body = text(&answer);
+    // The SQLite store's group commit: the vault, the write and the read (its access and
+    // audit event) were committed, each request alone here, so at least three commits, each
+    // of at least one write.
+    let value = |name: &str| -> u64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from:\n{body}"))
+    };
+    let commits = value("mpc_vault_storage_commits_total");
+    let writes = value("mpc_vault_storage_committed_writes_total");
+    assert!(commits >= 3 && writes >= commits, "{commits} commits, {writes} writes");
     for line in [
         r#"mpc_vault_http_requests_total{method="PUT",route="/v1/vaults/{id}/secrets/{*path}",status="201"} 1"#,
         r#"mpc_vault_http_requests_total{method="GET",route="/v1/vaults/{id}/secrets/{*path}",status="200"} 1"#,
