@@ -547,6 +547,8 @@ fn checkpoint(row: &SqliteRow) -> Result<Checkpoint, StorageError> {
 /// Appends `event` to the chain inside `tx`. The head row is updated first: that statement
 /// takes the lock that serializes appends (SQLite's write lock, PostgreSQL's row lock) and
 /// returns the new position with the previous head's hash (the hash column is not changed yet).
+/// The event row and the head's new hash are then written by one two-statement query (SQLite
+/// binds `$n` across both): one round trip fewer on the writer, for every audited write.
 async fn append(
     tx: &mut Transaction<'_, Sqlite>,
     key: &AuditKey,
@@ -564,7 +566,8 @@ async fn append(
     sqlx::query(
         "INSERT INTO audit_events (seq, id, occurred_at, request_id, actor_type, actor_id, \
          action, resource_type, resource_id, vault_id, outcome, detail, prev_hash, event_hash, \
-         integrity_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         integrity_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+         $15); UPDATE audit_chain_head SET event_hash = $14 WHERE id = 1",
     )
     .bind(to_i64(seq)?)
     .bind(&e.id)
@@ -583,10 +586,6 @@ async fn append(
     .bind(sealed.integrity_hash.as_slice())
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE audit_chain_head SET event_hash = $1 WHERE id = 1")
-        .bind(sealed.event_hash.as_slice())
-        .execute(&mut **tx)
-        .await?;
     Ok(sealed)
 }
 
