@@ -3,6 +3,7 @@
 
 mod group_commit;
 mod postgres;
+mod read_cache;
 mod sqlite;
 
 pub use postgres::{PostgresOptions, PostgresStorage};

@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::group_commit::GroupCommit;
+use super::read_cache::ReadCache;
 use super::{
     AgentRecord, ApiKeyRecord, AuditQuery, CmekJobRecord, CmekJobStatus, NewVersion, PolicyRecord,
     ShareRecord, Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
@@ -51,6 +52,8 @@ pub struct SqliteStorage {
     writer: GroupCommit,
     /// Seals audit events inside writes.
     sealer: Sealer,
+    /// API keys and vaults as last read; dropped by every write that changes one.
+    cache: ReadCache,
 }
 
 /// What a write needs to append audit events: cloned into each write, which runs on the
@@ -195,6 +198,7 @@ impl SqliteStorage {
                 key: audit_key,
                 metrics: None,
             },
+            cache: ReadCache::default(),
         })
     }
 
@@ -871,13 +875,21 @@ impl Storage for SqliteStorage {
         &self,
         hash: &[u8],
     ) -> Result<Option<ApiKeyRecord>, StorageError> {
-        sqlx::query("SELECT * FROM api_keys WHERE key_hash = $1")
+        let ticket = match self.cache.key(hash) {
+            Ok(hit) => return Ok(Some(hit)),
+            Err(ticket) => ticket,
+        };
+        let found = sqlx::query("SELECT * FROM api_keys WHERE key_hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
             .map(api_key)
-            .transpose()
+            .transpose()?;
+        if let Some(key) = &found {
+            self.cache.store_key(ticket, key);
+        }
+        Ok(found)
     }
 
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StorageError> {
@@ -909,7 +921,8 @@ impl Storage for SqliteStorage {
     ) -> Result<bool, StorageError> {
         let (user_id, id, audit) = (user_id.to_owned(), id.to_owned(), audit.clone());
         let sealer = self.sealer.clone();
-        self.writer
+        let written = self
+            .writer
             .write(move |mut tx| {
                 Box::pin(async move {
                     let user_id: &str = &user_id;
@@ -926,7 +939,10 @@ impl Storage for SqliteStorage {
                 sealer.commit_if(tx, audit, done.rows_affected() == 1).await
                 })
             })
-            .await
+            .await;
+        // Before the answer: the next request must see the change.
+        self.cache.drop_all();
+        written
     }
 
     async fn insert_vault_within(
@@ -994,13 +1010,21 @@ impl Storage for SqliteStorage {
     }
 
     async fn get_vault(&self, id: &str) -> Result<Option<VaultRecord>, StorageError> {
-        sqlx::query("SELECT * FROM vaults WHERE id = $1 AND deleted_at IS NULL")
+        let ticket = match self.cache.vault(id) {
+            Ok(hit) => return Ok(Some(hit)),
+            Err(ticket) => ticket,
+        };
+        let found = sqlx::query("SELECT * FROM vaults WHERE id = $1 AND deleted_at IS NULL")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
             .map(vault)
-            .transpose()
+            .transpose()?;
+        if let Some(vault) = &found {
+            self.cache.store_vault(ticket, vault);
+        }
+        Ok(found)
     }
 
     async fn list_vaults(&self, created_by: &str) -> Result<Vec<VaultRecord>, StorageError> {
@@ -1024,7 +1048,8 @@ impl Storage for SqliteStorage {
     ) -> Result<bool, StorageError> {
         let (id, audit) = (id.to_owned(), audit.clone());
         let sealer = self.sealer.clone();
-        self.writer
+        let written = self
+            .writer
             .write(move |mut tx| {
                 Box::pin(async move {
                     let id: &str = &id;
@@ -1039,7 +1064,10 @@ impl Storage for SqliteStorage {
                     sealer.commit_if(tx, audit, done.rows_affected() == 1).await
                 })
             })
-            .await
+            .await;
+        // Before the answer: the next request must see the change.
+        self.cache.drop_all();
+        written
     }
 
     async fn set_vault_custody(
@@ -1050,7 +1078,8 @@ impl Storage for SqliteStorage {
     ) -> Result<bool, StorageError> {
         let (id, custody, audit) = (id.to_owned(), custody.clone(), audit.clone());
         let sealer = self.sealer.clone();
-        self.writer
+        let written = self
+            .writer
             .write(move |mut tx| {
                 Box::pin(async move {
                     let id: &str = &id;
@@ -1077,7 +1106,10 @@ impl Storage for SqliteStorage {
                     sealer.commit_if(tx, audit, done.rows_affected() == 1).await
                 })
             })
-            .await
+            .await;
+        // Before the answer: the next request must see the change.
+        self.cache.drop_all();
+        written
     }
 
     async fn latest_version_number(
@@ -1841,7 +1873,8 @@ impl Storage for SqliteStorage {
             audit.clone(),
         );
         let sealer = self.sealer.clone();
-        self.writer
+        let written = self
+            .writer
             .write(move |mut tx| {
                 Box::pin(async move {
                     let vault_id: &str = &vault_id;
@@ -1860,7 +1893,10 @@ impl Storage for SqliteStorage {
                 sealer.commit_if(tx, audit, done.rows_affected() == 1).await
                 })
             })
-            .await
+            .await;
+        // Before the answer: the next request must see the change.
+        self.cache.drop_all();
+        written
     }
 
     async fn create_cmek_job(
@@ -1870,7 +1906,8 @@ impl Storage for SqliteStorage {
     ) -> Result<CmekJobRecord, StorageError> {
         let (job, audit) = (job.clone(), audit.clone());
         let sealer = self.sealer.clone();
-        self.writer
+        let written = self
+            .writer
             .write(move |mut tx| {
                 Box::pin(async move {
                     let job: &CmekJobRecord = &job;
@@ -1927,7 +1964,10 @@ impl Storage for SqliteStorage {
                 Ok(stored)
                 })
             })
-            .await
+            .await;
+        // Before the answer: the next request must see the change.
+        self.cache.drop_all();
+        written
     }
 
     async fn get_cmek_job(

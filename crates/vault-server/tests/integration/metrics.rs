@@ -56,7 +56,10 @@ async fn metrics_count_requests_by_route_template_and_never_by_raw_path() {
     };
     let commits = value("mpc_vault_storage_commits_total");
     let writes = value("mpc_vault_storage_committed_writes_total");
-    assert!(commits >= 3 && writes >= commits, "{commits} commits, {writes} writes");
+    assert!(
+        commits >= 3 && writes >= commits,
+        "{commits} commits, {writes} writes"
+    );
     for line in [
         r#"mpc_vault_http_requests_total{method="PUT",route="/v1/vaults/{id}/secrets/{*path}",status="201"} 1"#,
         r#"mpc_vault_http_requests_total{method="GET",route="/v1/vaults/{id}/secrets/{*path}",status="200"} 1"#,
