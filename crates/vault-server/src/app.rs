@@ -472,6 +472,27 @@ impl VaultServer {
     pub fn config(&self) -> &Config {
         &self.state.config
     }
+
+    /// The server's own store. Tools embedding the server write through it what the HTTP API
+    /// does not offer yet (provisioning another user's API key, say); the server sees such a
+    /// write at once. Do not open a second store on the same SQLite data directory instead:
+    /// that is refused while the server runs (one process per directory, see the README).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let server = vault_server::VaultServer::open(vault_server::Config::default_config().with_data_dir(dir.path())).await?;
+    /// server.bootstrap_admin_key().await?;
+    /// assert_eq!(server.storage().api_key_count().await?, 1);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        Arc::clone(&self.state.storage)
+    }
 }
 
 /// Builds one provider's backend from its configuration (no layers yet).

@@ -27,6 +27,9 @@ use crate::metrics::Metrics;
 /// The database file inside the data directory.
 const DB_FILE: &str = "vault.db";
 
+/// The lock file that keeps a second server process off a data directory (see [`DirLock`]).
+const LOCK_FILE: &str = "vault.db.lock";
+
 /// Connections for reads. Each is a thread in sqlx; reads are short, so a few serve many
 /// requests.
 const READERS: u32 = 4;
@@ -54,6 +57,44 @@ pub struct SqliteStorage {
     sealer: Sealer,
     /// API keys and vaults as last read; dropped by every write that changes one.
     cache: ReadCache,
+    /// The data directory's lock, held while the store is open; `None` for a database file
+    /// opened with [`open_existing`](Self::open_existing).
+    lock: Option<Arc<DirLock>>,
+}
+
+/// An exclusive advisory lock (`flock`) on `<data_dir>/vault.db.lock`, held by one open store.
+///
+/// One server process per SQLite data directory is a rule the store relies on: its read cache
+/// is dropped by its own writes only, so a key revoked through a second process on the same
+/// files would still pass in the first. Two processes are refused at open instead. The OS
+/// releases the lock when the process dies, so a crash never leaves it behind.
+#[derive(Debug)]
+struct DirLock {
+    file: std::fs::File,
+}
+
+impl DirLock {
+    fn acquire(data_dir: &Path) -> Result<DirLock, StorageError> {
+        let path = data_dir.join(LOCK_FILE);
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Io(std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                format!(
+                    "the data directory {} is in use by another vault-server (it holds {}); \
+                         run one server per data directory, or use PostgreSQL for several",
+                    data_dir.display(),
+                    path.display()
+                ),
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(StorageError::Io(e)),
+        }
+    }
 }
 
 /// What a write needs to append audit events: cloned into each write, which runs on the
@@ -163,7 +204,10 @@ impl SqliteStorage {
             // 16 MiB of page cache per connection (the default is 2 MiB): the writer's cache
             // stays valid across its own commits and keeps the hot index pages.
             .pragma("cache_size", "-16384");
-        SqliteStorage::connect(options, READERS, audit_key).await
+        let lock = DirLock::acquire(data_dir)?;
+        let mut storage = SqliteStorage::connect(options, READERS, audit_key).await?;
+        storage.lock = Some(Arc::new(lock));
+        Ok(storage)
     }
 
     /// Counts every failed audit append in `metrics`, and the group commits. Every append goes
@@ -199,6 +243,7 @@ impl SqliteStorage {
                 metrics: None,
             },
             cache: ReadCache::default(),
+            lock: None,
         })
     }
 
@@ -2170,5 +2215,32 @@ impl Storage for SqliteStorage {
         // cleanly.
         self.writer.close().await;
         self.pool.close().await;
+        // Released now rather than when the last clone drops: a closed store writes nothing,
+        // and a new server may open the directory at once.
+        if let Some(lock) = &self.lock {
+            let _ = lock.file.unlock();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_data_directory_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SqliteStorage::open(dir.path()).await.unwrap();
+        let Err(refused) = SqliteStorage::open(dir.path()).await else {
+            panic!("two stores opened the same data directory")
+        };
+        let message = refused.to_string();
+        assert!(
+            message.contains("in use by another vault-server"),
+            "{message}"
+        );
+        first.close().await;
+        let second = SqliteStorage::open(dir.path()).await.unwrap();
+        second.close().await;
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use vault_server::{ApiKeyRecord, SqliteStorage, Storage as _};
+use vault_server::ApiKeyRecord;
 
 use crate::support::TestServer;
 
@@ -279,7 +279,7 @@ async fn users_other_than_the_creator_need_a_policy() {
     assert_eq!(t.put(&v, "shared/config", "v").await.status, 201);
     assert_eq!(t.put(&v, "private/key", "v").await.status, 201);
     let bob_key = "1ck_bobbobbobbobbobbobbobbobbobbobbobbobbobbobbo";
-    let storage = SqliteStorage::open(t.dir.path()).await.unwrap();
+    let storage = t.server.storage();
     storage
         .insert_api_key(
             &ApiKeyRecord {
@@ -296,7 +296,6 @@ async fn users_other_than_the_creator_need_a_policy() {
         )
         .await
         .unwrap();
-    storage.close().await;
     let bob = as_caller(&t, bob_key);
     assert_eq!(read(&bob, &v, "shared/config").await, 404);
     policy(

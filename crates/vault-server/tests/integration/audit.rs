@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Row as _, SqlitePool};
-use vault_server::{
-    ApiKeyRecord, AuditExport, NewAuditEvent, SqliteStorage, Storage as _, verify_export,
-};
+use vault_server::{ApiKeyRecord, AuditExport, NewAuditEvent, verify_export};
 
 use crate::support::TestServer;
 
@@ -483,7 +481,7 @@ async fn checkpoints_are_signed_periodically() {
         assert_eq!(t.put(&v, &format!("p{n}"), "x").await.status, 201);
     }
     // The task looks every second.
-    let storage = SqliteStorage::open(t.dir.path()).await.unwrap();
+    let storage = t.server.storage();
     let mut signed = None;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -494,14 +492,13 @@ async fn checkpoints_are_signed_periodically() {
     }
     let signed = signed.expect("no checkpoint was signed within 5 s");
     assert!(signed.seq >= 3);
-    storage.close().await;
 }
 
 #[tokio::test]
 async fn only_the_audit_administrator_verifies_and_exports_others_see_their_own() {
     let (t, v) = busy_server().await;
     let bob_key = "1ck_bobbobbobbobbobbobbobbobbobbobbobbobbobbobbo";
-    let storage = SqliteStorage::open(t.dir.path()).await.unwrap();
+    let storage = t.server.storage();
     storage
         .insert_api_key(
             &ApiKeyRecord {
@@ -518,7 +515,6 @@ async fn only_the_audit_administrator_verifies_and_exports_others_see_their_own(
         )
         .await
         .unwrap();
-    storage.close().await;
     let bob = TestServer {
         server: t.server.clone(),
         admin_key: bob_key.into(),

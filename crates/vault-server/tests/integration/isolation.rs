@@ -3,7 +3,7 @@
 use axum::http::Method;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use vault_server::{ApiKeyRecord, SqliteStorage, Storage};
+use vault_server::ApiKeyRecord;
 
 use crate::support::TestServer;
 
@@ -15,7 +15,7 @@ async fn another_users_key_gets_404_and_writes_nothing() {
 
     // Users are not managed over the API yet, so bob's key is stored directly.
     let bob_key = "1ck_bobbobbobbobbobbobbobbobbobbobbobbobbobbobbo";
-    let storage = SqliteStorage::open(t.dir.path()).await.unwrap();
+    let storage = t.server.storage();
     storage
         .insert_api_key(
             &ApiKeyRecord {
@@ -32,7 +32,6 @@ async fn another_users_key_gets_404_and_writes_nothing() {
         )
         .await
         .unwrap();
-    storage.close().await;
     let mut bob = TestServer {
         server: t.server.clone(),
         admin_key: bob_key.into(),
