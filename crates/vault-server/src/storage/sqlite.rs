@@ -977,15 +977,15 @@ impl Storage for SqliteStorage {
                     let user_id: &str = &user_id;
                     let id: &str = &id;
                     let audit: &NewAuditEvent = &audit;
-                let done = sqlx::query(
-                    "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
-                )
-                .bind(at)
-                .bind(id)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-                sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                    let done = sqlx::query(
+                        "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(id)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
                 })
             })
             .await;
@@ -1007,52 +1007,52 @@ impl Storage for SqliteStorage {
                 Box::pin(async move {
                     let vault: &VaultRecord = &vault;
                     let audit: &NewAuditEvent = &audit;
-                let (mode, threshold, providers) = match &vault.custody {
-                    Some(c) => (
-                        Some(c.mode.as_str()),
-                        Some(i64::from(c.threshold)),
-                        Some(
-                            serde_json::to_string(&c.providers).map_err(|e| StorageError::Corrupt {
-                                table: "vaults",
-                                reason: e.to_string(),
-                            })?,
+                    let (mode, threshold, providers) = match &vault.custody {
+                        Some(c) => (
+                            Some(c.mode.as_str()),
+                            Some(i64::from(c.threshold)),
+                            Some(
+                                serde_json::to_string(&c.providers).map_err(|e| StorageError::Corrupt {
+                                    table: "vaults",
+                                    reason: e.to_string(),
+                                })?,
+                            ),
                         ),
-                    ),
-                    None => (None, None, None),
-                };
-                // `BEGIN IMMEDIATE` holds the write lock from the start, and the count is in the
-                // INSERT … SELECT itself: two creates at the limit cannot both pass. The treasury's
-                // system vaults are the server's, not the organisation's: they are not counted.
-                let inserted = sqlx::query(
-                    "INSERT INTO vaults (id, name, description, created_by, created_at, cmek_enabled, \
-                     mpc_custody, mpc_threshold, mpc_providers) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-                     WHERE $10 IS NULL OR (SELECT COUNT(*) FROM vaults \
-                     WHERE deleted_at IS NULL AND name <> $11) < $10",
-                )
-                .bind(&vault.id)
-                .bind(&vault.name)
-                .bind(&vault.description)
-                .bind(&vault.created_by)
-                .bind(vault.created_at)
-                .bind(i64::from(vault.cmek_enabled))
-                .bind(mode)
-                .bind(threshold)
-                .bind(providers)
-                .bind(max_vaults.map(to_i64).transpose()?)
-                .bind(crate::treasury::SYSTEM_VAULT)
-                .execute(&mut *tx)
-                .await?;
-                if let (0, Some(limit)) = (inserted.rows_affected(), max_vaults) {
-                    tx.rollback().await?;
-                    return Err(StorageError::LimitReached {
-                        resource: "vaults",
-                        limit,
-                    });
-                }
-                sealer.append(&mut tx, audit).await?;
-                tx.commit().await?;
-                Ok(())
+                        None => (None, None, None),
+                    };
+                    // `BEGIN IMMEDIATE` holds the write lock from the start, and the count is in the
+                    // INSERT … SELECT itself: two creates at the limit cannot both pass. The treasury's
+                    // system vaults are the server's, not the organisation's: they are not counted.
+                    let inserted = sqlx::query(
+                        "INSERT INTO vaults (id, name, description, created_by, created_at, cmek_enabled, \
+                         mpc_custody, mpc_threshold, mpc_providers) \
+                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                         WHERE $10 IS NULL OR (SELECT COUNT(*) FROM vaults \
+                         WHERE deleted_at IS NULL AND name <> $11) < $10",
+                    )
+                    .bind(&vault.id)
+                    .bind(&vault.name)
+                    .bind(&vault.description)
+                    .bind(&vault.created_by)
+                    .bind(vault.created_at)
+                    .bind(i64::from(vault.cmek_enabled))
+                    .bind(mode)
+                    .bind(threshold)
+                    .bind(providers)
+                    .bind(max_vaults.map(to_i64).transpose()?)
+                    .bind(crate::treasury::SYSTEM_VAULT)
+                    .execute(&mut *tx)
+                    .await?;
+                    if let (0, Some(limit)) = (inserted.rows_affected(), max_vaults) {
+                        tx.rollback().await?;
+                        return Err(StorageError::LimitReached {
+                            resource: "vaults",
+                            limit,
+                        });
+                    }
+                    sealer.append(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(())
                 })
             })
             .await
@@ -1134,25 +1134,25 @@ impl Storage for SqliteStorage {
                     let id: &str = &id;
                     let custody: &VaultCustodyRecord = &custody;
                     let audit: &NewAuditEvent = &audit;
-                    let providers = serde_json::to_string(&custody.providers).map_err(|e| {
-                        StorageError::Corrupt {
-                            table: "vaults",
-                            reason: e.to_string(),
-                        }
-                    })?;
-                    // The `mpc_custody IS NULL` guard makes setting a mode a compare-and-set: two
-                    // concurrent requests cannot both set one.
-                    let done = sqlx::query(
-                    "UPDATE vaults SET mpc_custody = $1, mpc_threshold = $2, mpc_providers = $3 \
-                     WHERE id = $4 AND deleted_at IS NULL AND mpc_custody IS NULL",
-                )
-                .bind(&custody.mode)
-                .bind(i64::from(custody.threshold))
-                .bind(providers)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                        let providers = serde_json::to_string(&custody.providers).map_err(|e| {
+                            StorageError::Corrupt {
+                                table: "vaults",
+                                reason: e.to_string(),
+                            }
+                        })?;
+                        // The `mpc_custody IS NULL` guard makes setting a mode a compare-and-set: two
+                        // concurrent requests cannot both set one.
+                        let done = sqlx::query(
+                        "UPDATE vaults SET mpc_custody = $1, mpc_threshold = $2, mpc_providers = $3 \
+                         WHERE id = $4 AND deleted_at IS NULL AND mpc_custody IS NULL",
+                    )
+                    .bind(&custody.mode)
+                    .bind(i64::from(custody.threshold))
+                    .bind(providers)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                        sealer.commit_if(tx, audit, done.rows_affected() == 1).await
                 })
             })
             .await;
@@ -1220,58 +1220,58 @@ impl Storage for SqliteStorage {
                     let wallet: &WalletRecord = &wallet;
                     let replaces: Option<&str> = replaces.as_deref();
                     let audit: &NewAuditEvent = &audit;
-                if let Some(old) = replaces {
-                    let done = sqlx::query(
-                        "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
-                         WHERE id = $2 AND is_active = 1",
-                    )
-                    .bind(wallet.created_at)
-                    .bind(old)
-                    .execute(&mut *tx)
-                    .await?;
-                    if done.rows_affected() != 1 {
-                        // Rotated or deleted by a concurrent request.
-                        return Err(StorageError::Conflict);
+                    if let Some(old) = replaces {
+                        let done = sqlx::query(
+                            "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
+                             WHERE id = $2 AND is_active = 1",
+                        )
+                        .bind(wallet.created_at)
+                        .bind(old)
+                        .execute(&mut *tx)
+                        .await?;
+                        if done.rows_affected() != 1 {
+                            // Rotated or deleted by a concurrent request.
+                            return Err(StorageError::Conflict);
+                        }
                     }
-                }
-                // Treasury keys are not user secrets: no secret quota applies.
-                let stored = insert_version(&mut tx, new, None).await?;
-                if replaces.is_some() {
-                    // The replaced key must not be readable any more: every older version goes.
-                    sqlx::query(
-                        "UPDATE secret_versions SET deleted = 1 WHERE secret_id = $1 AND version < $2",
+                    // Treasury keys are not user secrets: no secret quota applies.
+                    let stored = insert_version(&mut tx, new, None).await?;
+                    if replaces.is_some() {
+                        // The replaced key must not be readable any more: every older version goes.
+                        sqlx::query(
+                            "UPDATE secret_versions SET deleted = 1 WHERE secret_id = $1 AND version < $2",
+                        )
+                        .bind(&stored.secret_id)
+                        .bind(to_i64(stored.version)?)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    let inserted = sqlx::query(
+                        "INSERT INTO treasury_wallets (id, user_id, vault_id, chain, curve, public_key_hex, \
+                         address, is_active, secret_path, secret_version, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
                     )
-                    .bind(&stored.secret_id)
-                    .bind(to_i64(stored.version)?)
+                    .bind(&wallet.id)
+                    .bind(&wallet.user_id)
+                    .bind(&wallet.vault_id)
+                    .bind(&wallet.chain)
+                    .bind(&wallet.curve)
+                    .bind(&wallet.public_key_hex)
+                    .bind(&wallet.address)
+                    .bind(&wallet.secret_path)
+                    .bind(to_i64(wallet.secret_version)?)
+                    .bind(wallet.created_at)
                     .execute(&mut *tx)
-                    .await?;
-                }
-                let inserted = sqlx::query(
-                    "INSERT INTO treasury_wallets (id, user_id, vault_id, chain, curve, public_key_hex, \
-                     address, is_active, secret_path, secret_version, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
-                )
-                .bind(&wallet.id)
-                .bind(&wallet.user_id)
-                .bind(&wallet.vault_id)
-                .bind(&wallet.chain)
-                .bind(&wallet.curve)
-                .bind(&wallet.public_key_hex)
-                .bind(&wallet.address)
-                .bind(&wallet.secret_path)
-                .bind(to_i64(wallet.secret_version)?)
-                .bind(wallet.created_at)
-                .execute(&mut *tx)
-                .await;
-                match inserted {
-                    Ok(_) => {}
-                    // The chain already has an active wallet (a concurrent generate).
-                    Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
-                    Err(e) => return Err(e.into()),
-                }
-                sealer.append(&mut tx, audit).await?;
-                tx.commit().await?;
-                Ok(stored)
+                    .await;
+                    match inserted {
+                        Ok(_) => {}
+                        // The chain already has an active wallet (a concurrent generate).
+                        Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
+                        Err(e) => return Err(e.into()),
+                    }
+                    sealer.append(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(stored)
                 })
             })
             .await
@@ -1502,43 +1502,43 @@ impl Storage for SqliteStorage {
                 Box::pin(async move {
                     let agent: &AgentRecord = &agent;
                     let audit: &NewAuditEvent = &audit;
-                let vault_ids = agent
-                    .vault_ids
-                    .as_deref()
-                    .map(|ids| json_list("agents", ids))
-                    .transpose()?;
-                // As for vaults: the write lock is held from the start and the count is in the
-                // INSERT … SELECT, so two creates at the limit cannot both pass. Deleted agents do not
-                // count; expired ones do until deleted (they still hold a name and a key row).
-                let inserted = sqlx::query(
-                    "INSERT INTO agents (id, name, description, created_by, vault_ids, expires_at, \
-                     token_ttl_seconds, key_hash, key_prefix, created_at) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
-                     WHERE $11 IS NULL OR (SELECT COUNT(*) FROM agents WHERE deleted_at IS NULL) < $11",
-                )
-                .bind(&agent.id)
-                .bind(&agent.name)
-                .bind(&agent.description)
-                .bind(&agent.created_by)
-                .bind(vault_ids)
-                .bind(agent.expires_at)
-                .bind(agent.token_ttl_seconds.map(to_i64).transpose()?)
-                .bind(&agent.key_hash)
-                .bind(&agent.key_prefix)
-                .bind(agent.created_at)
-                .bind(max_agents.map(to_i64).transpose()?)
-                .execute(&mut *tx)
-                .await?;
-                if let (0, Some(limit)) = (inserted.rows_affected(), max_agents) {
-                    tx.rollback().await?;
-                    return Err(StorageError::LimitReached {
-                        resource: "agents",
-                        limit,
-                    });
-                }
-                sealer.append(&mut tx, audit).await?;
-                tx.commit().await?;
-                Ok(())
+                    let vault_ids = agent
+                        .vault_ids
+                        .as_deref()
+                        .map(|ids| json_list("agents", ids))
+                        .transpose()?;
+                    // As for vaults: the write lock is held from the start and the count is in the
+                    // INSERT … SELECT, so two creates at the limit cannot both pass. Deleted agents do not
+                    // count; expired ones do until deleted (they still hold a name and a key row).
+                    let inserted = sqlx::query(
+                        "INSERT INTO agents (id, name, description, created_by, vault_ids, expires_at, \
+                         token_ttl_seconds, key_hash, key_prefix, created_at) \
+                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+                         WHERE $11 IS NULL OR (SELECT COUNT(*) FROM agents WHERE deleted_at IS NULL) < $11",
+                    )
+                    .bind(&agent.id)
+                    .bind(&agent.name)
+                    .bind(&agent.description)
+                    .bind(&agent.created_by)
+                    .bind(vault_ids)
+                    .bind(agent.expires_at)
+                    .bind(agent.token_ttl_seconds.map(to_i64).transpose()?)
+                    .bind(&agent.key_hash)
+                    .bind(&agent.key_prefix)
+                    .bind(agent.created_at)
+                    .bind(max_agents.map(to_i64).transpose()?)
+                    .execute(&mut *tx)
+                    .await?;
+                    if let (0, Some(limit)) = (inserted.rows_affected(), max_agents) {
+                        tx.rollback().await?;
+                        return Err(StorageError::LimitReached {
+                            resource: "agents",
+                            limit,
+                        });
+                    }
+                    sealer.append(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(())
                 })
             })
             .await
@@ -1619,28 +1619,28 @@ impl Storage for SqliteStorage {
                 Box::pin(async move {
                     let policy: &PolicyRecord = &policy;
                     let audit: &NewAuditEvent = &audit;
-                sqlx::query(
-                    "INSERT INTO policies (id, vault_id, secret_path_pattern, principal_type, \
-                     principal_id, permissions, effect, priority, expires_at, created_by, created_at, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(&policy.id)
-                .bind(&policy.vault_id)
-                .bind(&policy.secret_path_pattern)
-                .bind(&policy.principal_type)
-                .bind(&policy.principal_id)
-                .bind(json_list("policies", &policy.permissions)?)
-                .bind(&policy.effect)
-                .bind(policy.priority)
-                .bind(policy.expires_at)
-                .bind(&policy.created_by)
-                .bind(policy.created_at)
-                .bind(policy.updated_at)
-                .execute(&mut *tx)
-                .await?;
-                sealer.append(&mut tx, audit).await?;
-                tx.commit().await?;
-                Ok(())
+                    sqlx::query(
+                        "INSERT INTO policies (id, vault_id, secret_path_pattern, principal_type, \
+                         principal_id, permissions, effect, priority, expires_at, created_by, created_at, \
+                         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    )
+                    .bind(&policy.id)
+                    .bind(&policy.vault_id)
+                    .bind(&policy.secret_path_pattern)
+                    .bind(&policy.principal_type)
+                    .bind(&policy.principal_id)
+                    .bind(json_list("policies", &policy.permissions)?)
+                    .bind(&policy.effect)
+                    .bind(policy.priority)
+                    .bind(policy.expires_at)
+                    .bind(&policy.created_by)
+                    .bind(policy.created_at)
+                    .bind(policy.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    sealer.append(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(())
                 })
             })
             .await
@@ -1658,24 +1658,24 @@ impl Storage for SqliteStorage {
                 Box::pin(async move {
                     let policy: &PolicyRecord = &policy;
                     let audit: &NewAuditEvent = &audit;
-                let done = sqlx::query(
-                    "UPDATE policies SET secret_path_pattern = $1, principal_type = $2, \
-                     principal_id = $3, permissions = $4, effect = $5, priority = $6, expires_at = $7, \
-                     updated_at = $8 WHERE id = $9 AND vault_id = $10",
-                )
-                .bind(&policy.secret_path_pattern)
-                .bind(&policy.principal_type)
-                .bind(&policy.principal_id)
-                .bind(json_list("policies", &policy.permissions)?)
-                .bind(&policy.effect)
-                .bind(policy.priority)
-                .bind(policy.expires_at)
-                .bind(policy.updated_at)
-                .bind(&policy.id)
-                .bind(&policy.vault_id)
-                .execute(&mut *tx)
-                .await?;
-                sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                    let done = sqlx::query(
+                        "UPDATE policies SET secret_path_pattern = $1, principal_type = $2, \
+                         principal_id = $3, permissions = $4, effect = $5, priority = $6, expires_at = $7, \
+                         updated_at = $8 WHERE id = $9 AND vault_id = $10",
+                    )
+                    .bind(&policy.secret_path_pattern)
+                    .bind(&policy.principal_type)
+                    .bind(&policy.principal_id)
+                    .bind(json_list("policies", &policy.permissions)?)
+                    .bind(&policy.effect)
+                    .bind(policy.priority)
+                    .bind(policy.expires_at)
+                    .bind(policy.updated_at)
+                    .bind(&policy.id)
+                    .bind(&policy.vault_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
                 })
             })
             .await
@@ -1929,17 +1929,17 @@ impl Storage for SqliteStorage {
                     let vault_id: &str = &vault_id;
                     let fingerprint: Option<&str> = fingerprint.as_deref();
                     let audit: &NewAuditEvent = &audit;
-                let done = sqlx::query(
-                    "UPDATE vaults SET cmek_fingerprint = $1, cmek_enabled = $2 \
-                     WHERE id = $3 AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM \
-                     cmek_rotation_jobs j WHERE j.vault_id = $3 AND j.status IN ('running', 'paused', 'failed'))",
-                )
-                .bind(fingerprint)
-                .bind(i64::from(fingerprint.is_some()))
-                .bind(vault_id)
-                .execute(&mut *tx)
-                .await?;
-                sealer.commit_if(tx, audit, done.rows_affected() == 1).await
+                    let done = sqlx::query(
+                        "UPDATE vaults SET cmek_fingerprint = $1, cmek_enabled = $2 \
+                         WHERE id = $3 AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM \
+                         cmek_rotation_jobs j WHERE j.vault_id = $3 AND j.status IN ('running', 'paused', 'failed'))",
+                    )
+                    .bind(fingerprint)
+                    .bind(i64::from(fingerprint.is_some()))
+                    .bind(vault_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
                 })
             })
             .await;
@@ -1961,56 +1961,56 @@ impl Storage for SqliteStorage {
                 Box::pin(async move {
                     let job: &CmekJobRecord = &job;
                     let audit: &NewAuditEvent = &audit;
-                // The write lock is held from the start; the first statement moves the vault to the new
-                // key (compare-and-set on the old fingerprint).
-                let moved = sqlx::query(
-                    "UPDATE vaults SET cmek_fingerprint = $1 WHERE id = $2 AND deleted_at IS NULL \
-                     AND cmek_fingerprint = $3",
-                )
-                .bind(&job.new_fingerprint)
-                .bind(&job.vault_id)
-                .bind(&job.old_fingerprint)
-                .execute(&mut *tx)
-                .await?;
-                if moved.rows_affected() != 1 {
-                    return Err(StorageError::Conflict);
-                }
-                let total: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
-                     WHERE s.vault_id = $1 AND v.cmek_fingerprint = $2 AND v.deleted = 0",
-                )
-                .bind(&job.vault_id)
-                .bind(&job.old_fingerprint)
-                .fetch_one(&mut *tx)
-                .await?;
-                let inserted = sqlx::query(
-                    "INSERT INTO cmek_rotation_jobs (id, vault_id, old_fingerprint, new_fingerprint, \
-                     status, processed, total, error, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, $7, $7)",
-                )
-                .bind(&job.id)
-                .bind(&job.vault_id)
-                .bind(&job.old_fingerprint)
-                .bind(&job.new_fingerprint)
-                .bind(CmekJobStatus::Running.as_str())
-                .bind(total)
-                .bind(job.created_at)
-                .execute(&mut *tx)
-                .await;
-                match inserted {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
-                    Err(e) => return Err(e.into()),
-                }
-                sealer.append(&mut tx, audit).await?;
-                tx.commit().await?;
-                let mut stored = job.clone();
-                stored.status = CmekJobStatus::Running;
-                stored.processed = 0;
-                stored.total = to_u64("cmek_rotation_jobs", total)?;
-                stored.error = None;
-                stored.updated_at = job.created_at;
-                Ok(stored)
+                    // The write lock is held from the start; the first statement moves the vault to the new
+                    // key (compare-and-set on the old fingerprint).
+                    let moved = sqlx::query(
+                        "UPDATE vaults SET cmek_fingerprint = $1 WHERE id = $2 AND deleted_at IS NULL \
+                         AND cmek_fingerprint = $3",
+                    )
+                    .bind(&job.new_fingerprint)
+                    .bind(&job.vault_id)
+                    .bind(&job.old_fingerprint)
+                    .execute(&mut *tx)
+                    .await?;
+                    if moved.rows_affected() != 1 {
+                        return Err(StorageError::Conflict);
+                    }
+                    let total: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+                         WHERE s.vault_id = $1 AND v.cmek_fingerprint = $2 AND v.deleted = 0",
+                    )
+                    .bind(&job.vault_id)
+                    .bind(&job.old_fingerprint)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let inserted = sqlx::query(
+                        "INSERT INTO cmek_rotation_jobs (id, vault_id, old_fingerprint, new_fingerprint, \
+                         status, processed, total, error, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, $7, $7)",
+                    )
+                    .bind(&job.id)
+                    .bind(&job.vault_id)
+                    .bind(&job.old_fingerprint)
+                    .bind(&job.new_fingerprint)
+                    .bind(CmekJobStatus::Running.as_str())
+                    .bind(total)
+                    .bind(job.created_at)
+                    .execute(&mut *tx)
+                    .await;
+                    match inserted {
+                        Ok(_) => {}
+                        Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
+                        Err(e) => return Err(e.into()),
+                    }
+                    sealer.append(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    let mut stored = job.clone();
+                    stored.status = CmekJobStatus::Running;
+                    stored.processed = 0;
+                    stored.total = to_u64("cmek_rotation_jobs", total)?;
+                    stored.error = None;
+                    stored.updated_at = job.created_at;
+                    Ok(stored)
                 })
             })
             .await;
@@ -2065,18 +2065,18 @@ impl Storage for SqliteStorage {
                     let job_id: &str = &job_id;
                     let error: Option<&str> = error.as_deref();
                     let audit: &NewAuditEvent = &audit;
-                let done = sqlx::query(
-                    "UPDATE cmek_rotation_jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4",
-                )
-                .bind(status.as_str())
-                .bind(error)
-                .bind(crate::time::now_millis())
-                .bind(job_id)
-                .execute(&mut *tx)
-                .await?;
-                // No such job: nothing changed, and no event claims a change.
-                sealer.commit_if(tx, audit, done.rows_affected() == 1).await?;
-                Ok(())
+                    let done = sqlx::query(
+                        "UPDATE cmek_rotation_jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4",
+                    )
+                    .bind(status.as_str())
+                    .bind(error)
+                    .bind(crate::time::now_millis())
+                    .bind(job_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    // No such job: nothing changed, and no event claims a change.
+                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await?;
+                    Ok(())
                 })
             })
             .await
@@ -2180,35 +2180,35 @@ impl Storage for SqliteStorage {
                     let envelope: &[u8] = &envelope;
                     let shares: &[ShareRecord] = &shares;
                     let audit: &NewAuditEvent = &audit;
-                let done = sqlx::query(
-                    "UPDATE secret_versions SET envelope = $1, cmek_fingerprint = $2 \
-                     WHERE id = $3 AND cmek_fingerprint = $4",
-                )
-                .bind(envelope)
-                .bind(&job.new_fingerprint)
-                .bind(version_id)
-                .bind(&job.old_fingerprint)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() != 1 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                sqlx::query("DELETE FROM secret_dek_shares WHERE secret_version_id = $1")
+                    let done = sqlx::query(
+                        "UPDATE secret_versions SET envelope = $1, cmek_fingerprint = $2 \
+                         WHERE id = $3 AND cmek_fingerprint = $4",
+                    )
+                    .bind(envelope)
+                    .bind(&job.new_fingerprint)
                     .bind(version_id)
+                    .bind(&job.old_fingerprint)
                     .execute(&mut *tx)
                     .await?;
-                insert_shares(&mut tx, &job.vault_id, version_id, shares).await?;
-                sqlx::query(
-                    "UPDATE cmek_rotation_jobs SET processed = processed + 1, updated_at = $1 WHERE id = $2",
-                )
-                .bind(crate::time::now_millis())
-                .bind(&job.id)
-                .execute(&mut *tx)
-                .await?;
-                sealer.append(&mut tx, audit).await?;
-                tx.commit().await?;
-                Ok(true)
+                    if done.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    sqlx::query("DELETE FROM secret_dek_shares WHERE secret_version_id = $1")
+                        .bind(version_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_shares(&mut tx, &job.vault_id, version_id, shares).await?;
+                    sqlx::query(
+                        "UPDATE cmek_rotation_jobs SET processed = processed + 1, updated_at = $1 WHERE id = $2",
+                    )
+                    .bind(crate::time::now_millis())
+                    .bind(&job.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sealer.append(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(true)
                 })
             })
             .await
