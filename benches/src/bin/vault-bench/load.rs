@@ -430,11 +430,14 @@ async fn progress(name: String, shared: Arc<Shared>) -> Vec<f64> {
 }
 
 /// Runs `scenario` against `target`. `after_setup` is called once the secrets are written
-/// (the in-process server takes a provider down there).
+/// (the in-process server takes a provider down there); `window` is called, from within the
+/// runtime, with the start and end of the measured window before the load starts (the
+/// PostgreSQL scenarios read the server's WAL counters at both).
 pub(crate) async fn run(
     target: Arc<Target>,
     scenario: &Scenario,
     after_setup: impl FnOnce(),
+    window: impl FnOnce(Instant, Instant),
 ) -> Result<ScenarioResult, RunError> {
     if scenario.concurrency == 0 {
         return Err(RunError::Invalid(
@@ -472,6 +475,7 @@ pub(crate) async fn run(
         end,
         drain_until: end + scenario.duration.max(Duration::from_secs(5)),
     };
+    window(measure_from, end);
     let shared = Arc::new(Shared {
         target,
         work,
@@ -548,6 +552,7 @@ pub(crate) async fn run(
         error_samples,
         timeline_rps,
         injectors: Vec::new(),
+        postgres: None,
     })
 }
 

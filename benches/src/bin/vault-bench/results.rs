@@ -145,6 +145,80 @@ pub(crate) struct ScenarioResult {
     pub(crate) timeline_rps: Vec<f64>,
     /// Fault-injector counters, when the scenario injects faults.
     pub(crate) injectors: Vec<InjectorStats>,
+    /// The PostgreSQL server and database a PostgreSQL scenario ran on, with its settings as
+    /// the server reported them (`None` for SQLite and for `--url` runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) postgres: Option<PgSettings>,
+}
+
+/// The PostgreSQL side of one scenario, read back from the server rather than assumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PgSettings {
+    /// `throwaway cluster (…)` or the `--database-url` server, without its password.
+    pub(crate) server: String,
+    /// The fresh database the scenario ran in (dropped after the run).
+    pub(crate) database: String,
+    /// `SELECT version()`.
+    pub(crate) version: String,
+    /// The in-process server's connection pool size.
+    pub(crate) pool_max_connections: u32,
+    /// Whether a `CHECKPOINT` ran just before the scenario, so that no checkpoint left over
+    /// from the previous scenario's writes lands in this one's window (it needs superuser or
+    /// `pg_checkpoint` on a `--database-url` server).
+    pub(crate) checkpoint_before_run: bool,
+    /// Durability and WAL settings (`fsync`, `synchronous_commit`, `wal_sync_method`, …) by
+    /// name, as `current_setting` shows them.
+    pub(crate) settings: BTreeMap<String, String>,
+    /// What the server's WAL did during the measured window (`None` if the counters could
+    /// not be read, e.g. before PostgreSQL 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) wal_in_window: Option<WalActivity>,
+}
+
+/// The server's WAL and commit counters over the measured window: how many commits each WAL
+/// flush carried. Cluster-wide for the WAL (`pg_stat_wal`: every process's syncs, the WAL
+/// writer's included), the scenario's database for the commits (`pg_stat_database`, read-only
+/// transactions included). Backends publish their counters at most once a second, so each end
+/// of the window may be off by up to a second's worth.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WalActivity {
+    /// `pg_stat_wal.wal_sync`: WAL flushes to disk (fdatasync or the like).
+    pub(crate) wal_syncs: u64,
+    /// `pg_stat_wal.wal_write`: WAL writes from buffers to the kernel.
+    pub(crate) wal_writes: u64,
+    /// `pg_stat_wal.wal_bytes`.
+    pub(crate) wal_bytes: u64,
+    /// `pg_stat_database.xact_commit` of the scenario's database.
+    pub(crate) commits: u64,
+    /// Successful requests in the window per WAL flush (every request writes: a PUT its
+    /// version, a GET its access count), filled in by [`WalActivity::per_request`].
+    pub(crate) requests_per_wal_sync: Option<f64>,
+}
+
+impl WalActivity {
+    /// The same, with `requests` successful requests in the window divided by the flushes.
+    pub(crate) fn per_request(self, requests: u64) -> WalActivity {
+        // Counts far below 2^52: exact in f64.
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = (self.wal_syncs > 0).then(|| requests as f64 / self.wal_syncs as f64);
+        WalActivity {
+            requests_per_wal_sync: ratio,
+            ..self
+        }
+    }
+}
+
+impl PgSettings {
+    /// Whether every commit waits for its WAL to be flushed to disk: `fsync` on and
+    /// `synchronous_commit` at least `local`.
+    pub(crate) fn durable(&self) -> bool {
+        let get = |name: &str| self.settings.get(name).map(String::as_str);
+        get("fsync") == Some("on")
+            && matches!(
+                get("synchronous_commit"),
+                Some("on" | "local" | "remote_write" | "remote_apply")
+            )
+    }
 }
 
 /// The machine the figures come from.
@@ -289,6 +363,49 @@ mod tests {
         let last = points.last().unwrap();
         assert_eq!(last.0, 1.0);
         assert!((last.1 - 90.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn durability_follows_fsync_and_synchronous_commit() {
+        let mut pg = PgSettings {
+            server: "throwaway cluster".into(),
+            database: "vault_bench_1".into(),
+            version: "PostgreSQL 15".into(),
+            pool_max_connections: 10,
+            checkpoint_before_run: true,
+            settings: [("fsync", "on"), ("synchronous_commit", "on")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            wal_in_window: None,
+        };
+        assert!(pg.durable());
+        pg.settings
+            .insert("synchronous_commit".into(), "off".into());
+        assert!(!pg.durable());
+        pg.settings
+            .insert("synchronous_commit".into(), "local".into());
+        pg.settings.insert("fsync".into(), "off".into());
+        assert!(!pg.durable());
+        pg.settings.remove("fsync");
+        assert!(!pg.durable());
+    }
+
+    #[test]
+    fn requests_per_wal_flush() {
+        let wal = WalActivity {
+            wal_syncs: 400,
+            wal_writes: 420,
+            wal_bytes: 1 << 20,
+            commits: 5000,
+            requests_per_wal_sync: None,
+        };
+        assert_eq!(wal.per_request(1000).requests_per_wal_sync, Some(2.5));
+        let none = WalActivity {
+            wal_syncs: 0,
+            ..wal
+        };
+        assert_eq!(none.per_request(1000).requests_per_wal_sync, None);
     }
 
     #[test]

@@ -188,6 +188,58 @@ impl FromStr for Fault {
     }
 }
 
+/// Where the in-process server keeps its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Store {
+    /// SQLite in the server's temporary data directory, with durable commits (the default
+    /// configuration).
+    #[default]
+    Sqlite,
+    /// PostgreSQL: a fresh database per scenario, in a throwaway cluster vault-bench starts
+    /// (fsync and synchronous_commit on) or on the server given with `--database-url`.
+    Postgres,
+}
+
+impl Store {
+    /// Every store, in the order the report lists them.
+    pub(crate) const ALL: [Store; 2] = [Store::Sqlite, Store::Postgres];
+
+    /// The name on the command line and in the results.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Store::Sqlite => "sqlite",
+            Store::Postgres => "postgres",
+        }
+    }
+
+    /// The name as people write it, for the report's prose.
+    pub(crate) fn title(self) -> &'static str {
+        match self {
+            Store::Sqlite => "SQLite",
+            Store::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+impl fmt::Display for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Store {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Store, String> {
+        match s {
+            "sqlite" => Ok(Store::Sqlite),
+            "postgres" | "postgresql" => Ok(Store::Postgres),
+            _ => Err(format!("unknown store `{s}`; use sqlite or postgres")),
+        }
+    }
+}
+
 /// One measured run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Scenario {
@@ -209,6 +261,10 @@ pub(crate) struct Scenario {
     pub(crate) keys: usize,
     /// Injected fault (in-process server only).
     pub(crate) fault: Fault,
+    /// The in-process server's store (results written before stores were selectable ran on
+    /// SQLite, hence the default).
+    #[serde(default)]
+    pub(crate) store: Store,
     /// Measured time.
     #[serde(with = "secs")]
     pub(crate) duration: Duration,
@@ -279,6 +335,7 @@ impl Scenario {
             value_bytes: DEFAULT_VALUE_BYTES,
             keys: DEFAULT_KEYS,
             fault: Fault::None,
+            store: Store::Sqlite,
             duration: timing.duration,
             warmup: timing.warmup,
         }
@@ -288,6 +345,16 @@ impl Scenario {
     fn with_fault(mut self, fault: Fault, suffix: &str) -> Scenario {
         self.fault = fault;
         self.name = format!("{}-{suffix}", self.name);
+        self
+    }
+
+    /// The same scenario on `store`, renamed (`pg-` in front for PostgreSQL; SQLite scenarios
+    /// keep the names they had before stores were selectable).
+    pub(crate) fn on_store(mut self, store: Store) -> Scenario {
+        if self.store == Store::Sqlite && store == Store::Postgres {
+            self.name = format!("pg-{}", self.name);
+        }
+        self.store = store;
         self
     }
 
@@ -307,8 +374,11 @@ pub(crate) const GROUP_CUSTODY: &str = "Custody modes";
 pub(crate) const GROUP_FAULTS: &str = "Faults: provider down, injected provider latency";
 /// Open-loop runs.
 pub(crate) const GROUP_OPEN: &str = "Open loop (fixed arrival rate)";
+/// The concurrency sweep again on PostgreSQL.
+pub(crate) const GROUP_PG: &str = "PostgreSQL: standard vault, GET, PUT, 90/10 by concurrency";
 
-/// The built-in suite: every scenario of issue 10 on SQLite with `local` providers.
+/// The built-in suite: every scenario of issue 10 on SQLite with `local` providers, then the
+/// concurrency sweep (GET, PUT, 90/10 at 1, 16 and 64 workers) on PostgreSQL.
 pub(crate) fn suite(timing: SuiteTiming) -> Vec<Scenario> {
     let mut all = Vec::new();
     for mix in [Mix::GET, Mix::PUT, Mix::MIX_90_10] {
@@ -375,6 +445,14 @@ pub(crate) fn suite(timing: SuiteTiming) -> Vec<Scenario> {
     all.push(
         Scenario::closed(GROUP_OPEN, Mix::PUT, Custody::Standard, 64, timing).open_loop(200.0),
     );
+    for mix in [Mix::GET, Mix::PUT, Mix::MIX_90_10] {
+        for concurrency in [1, 16, 64] {
+            all.push(
+                Scenario::closed(GROUP_PG, mix, Custody::Standard, concurrency, timing)
+                    .on_store(Store::Postgres),
+            );
+        }
+    }
     all
 }
 
@@ -402,9 +480,31 @@ mod tests {
             "2of3hsm-get-c64-aws-down",
             "2of3hsm-get-c16-latency",
             "std-get-c64-open2000",
+            "pg-std-get-c1",
+            "pg-std-get-c16",
+            "pg-std-get-c64",
+            "pg-std-put-c1",
+            "pg-std-put-c16",
+            "pg-std-put-c64",
+            "pg-std-mix90-c1",
+            "pg-std-mix90-c16",
+            "pg-std-mix90-c64",
         ] {
             assert!(names.contains(&needed), "missing {needed}");
         }
+        // The name says the store, and only the PostgreSQL sweep runs on PostgreSQL.
+        for scenario in &suite {
+            assert_eq!(
+                scenario.name.starts_with("pg-"),
+                scenario.store == Store::Postgres,
+                "{}",
+                scenario.name
+            );
+        }
+        assert_eq!(
+            suite.iter().filter(|s| s.store == Store::Postgres).count(),
+            9
+        );
     }
 
     #[test]
@@ -420,6 +520,10 @@ mod tests {
         assert_eq!(Mix::MIX_90_10.label(), "mix90");
         assert_eq!("aws-down".parse::<Fault>(), Ok(Fault::AwsDown));
         assert!("slow".parse::<Fault>().is_err());
+        for store in Store::ALL {
+            assert_eq!(store.to_string().parse::<Store>(), Ok(store));
+        }
+        assert!("mysql".parse::<Store>().is_err());
     }
 
     #[test]
@@ -429,5 +533,31 @@ mod tests {
             let back: Scenario = serde_json::from_str(&json).unwrap();
             assert_eq!(back, scenario);
         }
+    }
+
+    /// A results.json written before stores were selectable has no `store`: it was SQLite.
+    #[test]
+    fn scenarios_without_a_store_are_sqlite() {
+        let mut value = serde_json::to_value(Scenario::closed(
+            GROUP_CONCURRENCY,
+            Mix::GET,
+            Custody::Standard,
+            1,
+            SuiteTiming::QUICK,
+        ))
+        .unwrap();
+        value.as_object_mut().unwrap().remove("store").unwrap();
+        let back: Scenario = serde_json::from_value(value).unwrap();
+        assert_eq!(back.store, Store::Sqlite);
+        let pg = Scenario::closed(
+            GROUP_PG,
+            Mix::PUT,
+            Custody::Standard,
+            64,
+            SuiteTiming::QUICK,
+        )
+        .on_store(Store::Postgres);
+        assert_eq!(pg.name, "pg-std-put-c64");
+        assert_eq!(serde_json::to_value(&pg).unwrap()["store"], "postgres");
     }
 }

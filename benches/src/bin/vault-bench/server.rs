@@ -1,13 +1,14 @@
 //! The in-process server: `vault_server::VaultServer` on a temporary data directory with the
 //! embedded `local` providers (gcp, aws, azure) and SQLite with durable commits, as configured by
-//! default, serving plain HTTP on 127.0.0.1 from its own Tokio runtime.
+//! default, or a fresh PostgreSQL database (see `pgcluster`), serving plain HTTP on 127.0.0.1
+//! from its own Tokio runtime.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kms_providers::{FaultConfig, FaultInjector, KeyProvider, Latency};
-use vault_server::{Config, VaultServer};
+use vault_server::{Config, PostgresOptions, VaultServer};
 
 use crate::scenario::Fault;
 
@@ -58,8 +59,13 @@ impl fmt::Debug for InProcess {
 
 impl InProcess {
     /// Starts a fresh server with `fault` applied to its providers, on a runtime with
-    /// `threads` worker threads (the server binary uses one per core).
-    pub(crate) fn start(fault: Fault, threads: usize) -> Result<InProcess, StartError> {
+    /// `threads` worker threads (the server binary uses one per core), on SQLite in its data
+    /// directory or on the (empty) PostgreSQL `database`.
+    pub(crate) fn start(
+        fault: Fault,
+        threads: usize,
+        database: Option<PostgresOptions>,
+    ) -> Result<InProcess, StartError> {
         let dir = tempfile::Builder::new().prefix("vault-bench-").tempdir()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
@@ -68,9 +74,12 @@ impl InProcess {
             .build()?;
         // The rate limit is off: a load run measures the server and its stores, not the
         // per-principal limiter (which would refuse most of a run's requests from one key).
-        let config = Config::default_config()
+        let mut config = Config::default_config()
             .with_data_dir(dir.path())
             .with_rate_limit(None)?;
+        if let Some(database) = database {
+            config = config.with_database(database);
+        }
         let mut injectors = Vec::new();
         let mut wrap_error = None;
         let (server, api_key, listener) = runtime.block_on(async {
