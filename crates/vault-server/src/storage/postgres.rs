@@ -990,10 +990,14 @@ async fn seal_and_insert(
     let prev = hash32(AUDIT_HEAD, row.try_get("event_hash")?)?;
     let sealed = crate::audit::seal(key, seq, prev, event)?;
     let e = &sealed.event;
+    // The event row and the head's new hash in one statement (a data-modifying CTE): one round
+    // trip fewer for every audited write.
     sqlx::query(
-        "INSERT INTO audit_events (seq, id, occurred_at, request_id, actor_type, actor_id, \
-         action, resource_type, resource_id, vault_id, outcome, detail, prev_hash, event_hash, \
-         integrity_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        "WITH event AS (INSERT INTO audit_events (seq, id, occurred_at, request_id, actor_type, \
+         actor_id, action, resource_type, resource_id, vault_id, outcome, detail, prev_hash, \
+         event_hash, integrity_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15) RETURNING event_hash) \
+         UPDATE audit_chain_head SET event_hash = (SELECT event_hash FROM event) WHERE id = 1",
     )
     .bind(to_i64(seq)?)
     .bind(&e.id)
@@ -1012,10 +1016,6 @@ async fn seal_and_insert(
     .bind(sealed.integrity_hash.as_slice())
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE audit_chain_head SET event_hash = $1 WHERE id = 1")
-        .bind(sealed.event_hash.as_slice())
-        .execute(&mut *conn)
-        .await?;
     Ok(sealed)
 }
 
@@ -1465,42 +1465,42 @@ impl Storage for PostgresStorage {
         path: &str,
         version: Option<u64>,
     ) -> Result<Option<(VersionRecord, Vec<ShareRecord>)>, StorageError> {
-        // The version and its shares are read in one snapshot (REPEATABLE READ, read only), so
-        // a read never pairs a version with shares of another state.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let row = match version {
-            Some(n) => {
-                sqlx::query(&format!(
-                    "SELECT {VERSION_COLUMNS} FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
-                     WHERE s.vault_id = $1 AND s.path = $2 AND v.version = $3"
-                ))
-                .bind(vault_id)
-                .bind(path)
-                .bind(to_i64(n)?)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {VERSION_COLUMNS} FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
-                     WHERE s.vault_id = $1 AND s.path = $2 ORDER BY v.version DESC LIMIT 1"
-                ))
-                .bind(vault_id)
-                .bind(path)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-        };
-        let Some(row) = row else {
-            tx.rollback().await?;
+        // One statement: the version and its shares come from one snapshot (a statement sees
+        // one), so a read never pairs a version with shares of another state, and it costs one
+        // round trip instead of a transaction's five. This is on the path of every read.
+        let version = version.map(to_i64).transpose()?;
+        let rows = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS}, d.slot AS share_slot, d.provider AS share_provider, \
+             d.blob AS share_blob FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+             LEFT JOIN secret_dek_shares d ON d.secret_version_id = v.id \
+             WHERE s.vault_id = $1 AND s.path = $2 AND v.version = COALESCE($3::BIGINT, \
+             (SELECT MAX(latest.version) FROM secret_versions latest \
+              WHERE latest.secret_id = s.id)) \
+             ORDER BY d.slot"
+        ))
+        .bind(vault_id)
+        .bind(path)
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let record = version_of(&row)?;
-        let shares = shares_of(&mut tx, &record.version_id).await?;
-        tx.rollback().await?;
+        let record = version_of(first)?;
+        let mut shares = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(slot) = row.try_get::<Option<i64>, _>("share_slot")? else {
+                continue;
+            };
+            shares.push(ShareRecord {
+                slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
+                    table: "secret_dek_shares",
+                    reason: format!("slot {slot}"),
+                })?,
+                provider: row.try_get("share_provider")?,
+                blob: row.try_get("share_blob")?,
+            });
+        }
         Ok(Some((record, shares)))
     }
 
