@@ -178,6 +178,8 @@ fn conformance_provider(name: &str, key_id: &str, endpoint: &str) -> AwsKmsProvi
     AwsKmsProvider::builder(name)
         .key_id(key_id)
         .client(sdk_client(endpoint))
+        // 2,000 connections at once queue in moto's accept backlog too.
+        .connect_timeout(Duration::from_secs(60))
         .attempt_timeout(Duration::from_secs(60))
         .operation_timeout(Duration::from_secs(120))
         .build()
@@ -395,6 +397,22 @@ async fn wrong_context_is_a_permanent_authentication_failure() {
 const KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000";
 
 /// A provider with short, explicit SDK limits, for the failure tests.
+/// As [`fast_failing`], with per-attempt limits a loaded CI machine cannot trip: for the tests
+/// that count the SDK's attempts against a server that answers at once (a timed-out attempt
+/// would be retried or abandoned and change the count), not for the timeout tests.
+fn counting(endpoint: &str) -> AwsKmsProvider {
+    AwsKmsProvider::builder("aws-down")
+        .key_id(KEY_ARN)
+        .client(sdk_client(endpoint))
+        .max_attempts(3)
+        .initial_backoff(Duration::from_millis(20))
+        .connect_timeout(Duration::from_secs(10))
+        .attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
 fn fast_failing(endpoint: &str) -> AwsKmsProvider {
     AwsKmsProvider::builder("aws-down")
         .key_id(KEY_ARN)
@@ -506,7 +524,7 @@ async fn http_500_is_retried_by_the_sdk_then_transient() {
         r#"{"__type":"KMSInternalException","message":"injected"}"#,
     )
     .await;
-    let p = fast_failing(&format!("http://{addr}"));
+    let p = counting(&format!("http://{addr}"));
     let started = Instant::now();
     let err = p.unwrap(&fake_share(), &ctx(1, 1)).await.unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err}");
@@ -516,13 +534,14 @@ async fn http_500_is_retried_by_the_sdk_then_transient() {
         3,
         "one call, three SDK attempts"
     );
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // Three quick answers and two 20 ms back-offs: well within seconds, even on a loaded box.
+    assert!(started.elapsed() < Duration::from_secs(10));
 
     // Behind the recommended stack (one attempt in `Retry`), still three requests, not nine.
     let layered = LayerStack::new()
         .retry(RetryPolicy::default().max_attempts(1))
         .timeout(Duration::from_secs(5))
-        .build(fast_failing(&format!("http://{addr}")))
+        .build(counting(&format!("http://{addr}")))
         .unwrap();
     count.store(0, Ordering::SeqCst);
     let err = layered.wrap(&[1; 32], &ctx(1, 1)).await.unwrap_err();
@@ -537,7 +556,7 @@ async fn throttling_is_retried_by_the_sdk_then_throttled() {
         r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
     )
     .await;
-    let p = fast_failing(&format!("http://{addr}"));
+    let p = counting(&format!("http://{addr}"));
     let err = p.wrap(&[1; 32], &ctx(1, 1)).await.unwrap_err();
     assert!(matches!(err, Error::Throttled { .. }), "{err}");
     assert!(err.is_transient());
@@ -551,7 +570,7 @@ async fn access_denied_is_permanent_and_not_retried() {
         r#"{"__type":"AccessDeniedException","message":"User is not authorized to perform: kms:Encrypt"}"#,
     )
     .await;
-    let p = fast_failing(&format!("http://{addr}"));
+    let p = counting(&format!("http://{addr}"));
     let err = p.wrap(&[1; 32], &ctx(1, 1)).await.unwrap_err();
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
     assert!(!err.is_transient());
