@@ -5,7 +5,9 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::scratch::Scratch;
 
-use crate::backend::{Backend, Coeffs, Engine, Init, MAX_COLS};
+use crate::backend::{
+    Backend, Coeffs, Engine, Init, MAX_COLS, SMALL_BUF, SMALL_BUF_SHORT, SMALL_LEN, SmallRows,
+};
 use crate::error::Error;
 use crate::field;
 use crate::share::{AsShareRef, Share, ShareIndex, ShareRef, Threshold, ct_eq_bytes, zeroed_vec};
@@ -295,13 +297,85 @@ impl Combiner {
     ) -> Result<(), Error> {
         let t = self.threshold.count();
         let (basis, surplus) = shares.split_at(t.min(shares.len()));
+        let result = if self.engine.backend() == Backend::Soft && out.len() <= SMALL_LEN {
+            // The portable kernel pays a per-call plan and works on 32-byte blocks, so for short
+            // shares copying them into one padded stack buffer and running the small kernel is
+            // faster. The SIMD kernels read short shares in place faster than they can be
+            // copied (measured), so they keep the general path. Two buffer sizes, so that a
+            // 32-byte key up to threshold 3 clears and wipes 128 bytes rather than 576; neither
+            // buffer is ever moved.
+            let mut short = [0u8; SMALL_BUF_SHORT];
+            if let Some(rows) = small_rows(&mut short, basis, out.len()) {
+                self.interpolate_small(&rows, basis, at, surplus, out)
+            } else {
+                let mut long = [0u8; SMALL_BUF];
+                match small_rows(&mut long, basis, out.len()) {
+                    Some(rows) => self.interpolate_small(&rows, basis, at, surplus, out),
+                    None => self.interpolate_large(basis, at, surplus, out),
+                }
+            }
+        } else {
+            self.interpolate_large(basis, at, surplus, out)
+        };
+        if result.is_err() {
+            out.zeroize();
+        }
+        result
+    }
+
+    /// [`interpolate`](Combiner::interpolate) for short shares: the basis shares' y-values
+    /// were copied once into `rows` (all but the last as inputs, the last as base), and both
+    /// the result and each surplus share's prediction are one small kernel call.
+    fn interpolate_small<S: AsShareRef>(
+        &self,
+        rows: &SmallRows<'_>,
+        basis: &[S],
+        at: u8,
+        surplus: &[S],
+        out: &mut [u8],
+    ) -> Result<(), Error> {
+        let mut xs = [0u8; MAX_COLS + 1];
+        for (x, share) in xs.iter_mut().zip(basis) {
+            *x = share.as_share_ref().index().get();
+        }
+        let xs = xs.get(..basis.len()).unwrap_or_default();
+        let mut lambdas = [0u8; MAX_COLS + 1];
+        lagrange_vartime(xs, at, &mut lambdas);
+        self.engine.dot_small(rows, first_cols(&lambdas), out)?;
+        let mut consistent = Choice::from(1);
+        let mut prediction = Scratch::<SMALL_LEN>::new();
+        for share in surplus {
+            let share = share.as_share_ref();
+            lagrange_vartime(xs, share.index().get(), &mut lambdas);
+            let predicted = prediction.prefix(rows.len());
+            self.engine
+                .dot_small(rows, first_cols(&lambdas), predicted)?;
+            consistent &= ct_eq_bytes(predicted, share.expose_secret());
+        }
+        if bool::from(consistent) {
+            Ok(())
+        } else {
+            Err(Error::InconsistentShares {
+                threshold: self.threshold.get(),
+            })
+        }
+    }
+
+    /// [`interpolate`](Combiner::interpolate) for any length and threshold, in chunks, reading
+    /// the shares in place.
+    fn interpolate_large<S: AsShareRef>(
+        &self,
+        basis: &[S],
+        at: u8,
+        surplus: &[S],
+        out: &mut [u8],
+    ) -> Result<(), Error> {
         let mut xs = [0u8; 255];
         for (x, share) in xs.iter_mut().zip(basis) {
             *x = share.as_share_ref().index().get();
         }
         let xs = xs.get(..basis.len()).unwrap_or_default();
-
-        let result = self.evaluate(basis, xs, at, out).and_then(|()| {
+        self.evaluate(basis, xs, at, out).and_then(|()| {
             let mut consistent = Choice::from(1);
             for share in surplus {
                 let share = share.as_share_ref();
@@ -314,11 +388,7 @@ impl Combiner {
                     threshold: self.threshold.get(),
                 })
             }
-        });
-        if result.is_err() {
-            out.zeroize();
-        }
-        result
+        })
     }
 
     /// Writes `Σ_j λ_j(at) · y_j` over the basis shares into `out`.
@@ -369,6 +439,27 @@ impl Combiner {
         }
         Ok(equal)
     }
+}
+
+/// The basis shares' y-values packed for the small kernel (the last share as the base row),
+/// if they are short enough and few enough. Shares were validated: all are `len` bytes long.
+fn small_rows<'a, S: AsShareRef>(
+    buf: &'a mut [u8],
+    basis: &[S],
+    len: usize,
+) -> Option<SmallRows<'a>> {
+    let inputs = basis.len().checked_sub(1)?;
+    let mut rows = SmallRows::new(buf, len, inputs)?;
+    for (i, share) in basis.iter().enumerate() {
+        rows.set_row(i, share.as_share_ref().expose_secret()).ok()?;
+    }
+    Some(rows)
+}
+
+/// The first [`MAX_COLS`] Lagrange coefficients: the scalars of a small kernel call.
+fn first_cols(lambdas: &[u8; MAX_COLS + 1]) -> &[u8; MAX_COLS] {
+    const ZERO: [u8; MAX_COLS] = [0; MAX_COLS];
+    lambdas.first_chunk::<MAX_COLS>().unwrap_or(&ZERO)
 }
 
 /// `out = Σ_j lambdas[j] · y_j[range]`, in groups of up to 8 shares.
@@ -446,7 +537,7 @@ fn combine_range<S: AsShareRef>(
 /// All of them at once, in the log domain, from public x-coordinates: the numerators share one
 /// product, every sum of logarithms stays below 2^16 and is reduced once, so the whole set
 /// costs `O(t²)` table lookups and no inversion.
-fn lagrange_vartime(xs: &[u8], at: u8, out: &mut [u8; 255]) {
+fn lagrange_vartime<const N: usize>(xs: &[u8], at: u8, out: &mut [u8; N]) {
     // At one of the points the polynomial's value is that share's: λ is 1 there, 0 elsewhere.
     if xs.contains(&at) {
         for (lambda, &x) in out.iter_mut().zip(xs) {

@@ -4,7 +4,7 @@ use core::fmt;
 use core::num::NonZeroU8;
 
 use subtle::{Choice, ConstantTimeEq};
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::error::Error;
 
@@ -446,7 +446,7 @@ impl Share {
 
 impl Drop for Share {
     fn drop(&mut self) {
-        self.encoded.zeroize();
+        crate::backend::wipe(&mut self.encoded);
     }
 }
 

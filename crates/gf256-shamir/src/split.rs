@@ -5,7 +5,10 @@ use core::ops::Range;
 
 use rand_core::CryptoRng;
 
-use crate::backend::{Backend, Coeffs, Engine, Init, MAX_COLS, MAX_ROWS};
+use crate::backend::{
+    Backend, Coeffs, Engine, Init, MAX_COLS, MAX_ROWS, SMALL_BUF, SMALL_BUF_SHORT, SMALL_LEN,
+    SmallRows,
+};
 use crate::error::Error;
 use crate::field;
 use crate::rng::with_thread_rng;
@@ -79,34 +82,57 @@ impl Splitter {
     /// # Ok::<(), gf256_shamir::Error>(())
     /// ```
     pub fn new(threshold: Threshold, shares: u8) -> Result<Splitter, Error> {
-        let count = usize::from(shares);
-        if count < threshold.count() {
-            return Err(Error::ShareCountOutOfRange {
-                threshold: threshold.get(),
-                count,
-            });
-        }
-        let mut indices = [ShareIndex::MIN; 255];
-        for (slot, x) in indices.iter_mut().zip(1..=shares) {
+        check_count(threshold, usize::from(shares))?;
+        Ok(Splitter::sequential(threshold, shares))
+    }
+
+    /// The splitter for x = 1, …, `shares`, whose count was checked.
+    ///
+    /// Built in place, with no `Result` around it: the one-call [`split()`] builds one per call,
+    /// and moving this 340-byte value through `Result`s and `?` cost more than the split of a
+    /// 32-byte key.
+    #[inline]
+    fn sequential(threshold: Threshold, shares: u8) -> Splitter {
+        let mut splitter = Splitter {
+            threshold,
+            indices: [ShareIndex::MIN; 255],
+            count: usize::from(shares),
+            powers: Coeffs::ZERO,
+            engine: Engine::detect(),
+        };
+        for (slot, x) in splitter.indices.iter_mut().zip(1..=shares) {
             if let Some(x) = ShareIndex::new(x) {
                 *slot = x;
             }
         }
-        Ok(Splitter::build(threshold, indices, count))
+        splitter.fill_powers();
+        splitter
     }
 
     /// A splitter for `indices[..count]`, with its power table and the detected backend.
     fn build(threshold: Threshold, indices: [ShareIndex; 255], count: usize) -> Splitter {
-        let mut powers = Coeffs::ZERO;
-        for (r, x) in indices.iter().take(count.min(MAX_ROWS)).enumerate() {
-            coeffs_row_vartime(&mut powers, r, x.get(), 1, MAX_COLS);
-        }
-        Splitter {
+        let mut splitter = Splitter {
             threshold,
             indices,
             count,
-            powers,
+            powers: Coeffs::ZERO,
             engine: Engine::detect(),
+        };
+        splitter.fill_powers();
+        splitter
+    }
+
+    /// Fills the power table: `x_r^(c + 1)` for the first shares, and only the degrees a split
+    /// uses (with threshold 2, one power per share).
+    fn fill_powers(&mut self) {
+        let cols = self.threshold.count().saturating_sub(1).min(MAX_COLS);
+        for (r, x) in self
+            .indices
+            .iter()
+            .take(self.count.min(MAX_ROWS))
+            .enumerate()
+        {
+            coeffs_row_vartime(&mut self.powers, r, x.get(), 1, cols);
         }
     }
 
@@ -426,6 +452,18 @@ impl Splitter {
         rng: &mut R,
     ) -> Result<(), Error> {
         let degree = self.threshold.count().saturating_sub(1);
+        if secret.len() <= SMALL_LEN && degree <= MAX_COLS {
+            // Two sizes, so that a 32-byte key up to threshold 3 clears and wipes 128 bytes of
+            // stack rather than 576.
+            let mut short = [0u8; SMALL_BUF_SHORT];
+            if let Some(rows) = SmallRows::new(&mut short, secret.len(), degree) {
+                return self.split_small(secret, sink, rng, rows);
+            }
+            let mut long = [0u8; SMALL_BUF];
+            if let Some(rows) = SmallRows::new(&mut long, secret.len(), degree) {
+                return self.split_small(secret, sink, rng, rows);
+            }
+        }
         let group = degree.min(MAX_COLS);
         let need = secret.len().saturating_mul(group);
         if need <= TINY_SCRATCH {
@@ -435,6 +473,30 @@ impl Splitter {
         } else {
             self.split_chunked::<LARGE_SCRATCH, O, R>(secret, sink, rng)
         }
+    }
+
+    /// The split of a secret of at most `SMALL_LEN` bytes with a threshold of at most 9: all
+    /// coefficients drawn in one request, then each share evaluated by Horner's rule at its
+    /// x-coordinate, straight into its output.
+    ///
+    /// Random bytes are consumed exactly as by [`split_chunked`](Splitter::split_chunked) for
+    /// such a secret (one row of `len` bytes per degree, 1 to `threshold - 1`, in one request),
+    /// so both paths give the same shares from the same generator.
+    fn split_small<O: ShareSink + ?Sized, R: CryptoRng + ?Sized>(
+        &self,
+        secret: &[u8],
+        sink: &mut O,
+        rng: &mut R,
+        mut rows: SmallRows<'_>,
+    ) -> Result<(), Error> {
+        rng.fill_bytes(rows.inputs_mut());
+        rows.set_row(rows.inputs(), secret)?;
+        for (r, x) in self.indices().iter().enumerate() {
+            if let Some(out) = sink.row(r) {
+                self.engine.horner_small(&rows, x.get(), out)?;
+            }
+        }
+        Ok(())
     }
 
     /// The split, chunk by chunk of the secret and group by group of coefficients, with an
@@ -574,6 +636,9 @@ trait ShareSink {
         range: Range<usize>,
         out: &mut [&'s mut [u8]; MAX_ROWS],
     ) -> usize;
+
+    /// The whole of row `r`, if it exists.
+    fn row(&mut self, r: usize) -> Option<&mut [u8]>;
 }
 
 impl ShareSink for [Share] {
@@ -589,6 +654,10 @@ impl ShareSink for [Share] {
             .map(|(slot, share)| *slot = share.y_mut().get_mut(range.clone()).unwrap_or_default())
             .count()
     }
+
+    fn row(&mut self, r: usize) -> Option<&mut [u8]> {
+        self.get_mut(r).map(Share::y_mut)
+    }
 }
 
 impl ShareSink for [&mut [u8]] {
@@ -603,6 +672,10 @@ impl ShareSink for [&mut [u8]] {
             .zip(buffers)
             .map(|(slot, buffer)| *slot = buffer.get_mut(range.clone()).unwrap_or_default())
             .count()
+    }
+
+    fn row(&mut self, r: usize) -> Option<&mut [u8]> {
+        self.get_mut(r).map(|buffer| &mut **buffer)
     }
 }
 
@@ -625,7 +698,21 @@ impl ShareSink for [&mut [u8]] {
 /// # Ok::<(), gf256_shamir::Error>(())
 /// ```
 pub fn split(secret: &[u8], threshold: u8, shares: u8) -> Result<Vec<Share>, Error> {
-    Splitter::new(Threshold::try_from(threshold)?, shares)?.split(secret)
+    let threshold = Threshold::try_from(threshold)?;
+    check_count(threshold, usize::from(shares))?;
+    Splitter::sequential(threshold, shares).split(secret)
+}
+
+/// Fails with [`Error::ShareCountOutOfRange`] if `count` shares cannot meet `threshold`.
+fn check_count(threshold: Threshold, count: usize) -> Result<(), Error> {
+    if count < threshold.count() {
+        Err(Error::ShareCountOutOfRange {
+            threshold: threshold.get(),
+            count,
+        })
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@
 //!
 //! Splitting is this with the secret as `init` and the random coefficient vectors as inputs;
 //! combining and recovering are this with the shares as inputs and Lagrange coefficients as
-//! scalars. The scalars are public (functions of share x-coordinates); the vectors are secret.
+//! scalars. Vectors of at most [`SMALL_LEN`] bytes also have fixed-size kernels,
+//! [`Engine::horner_small`] (a split's share, by Horner's rule) and [`Engine::dot_small`], over
+//! operands packed in one stack buffer ([`SmallRows`]). This module also holds [`wipe`], the
+//! volatile wipe of share buffers. The scalars are public (functions of share x-coordinates); the vectors are secret.
 //! No backend branches on, or indexes memory with, a vector byte.
 //!
 //! The backend is chosen once (by [`Backend::detect`] or forced and checked by
@@ -23,6 +26,8 @@
 #![allow(unsafe_code)]
 
 use core::fmt;
+
+use zeroize::Zeroize;
 
 use crate::error::Error;
 
@@ -227,6 +232,199 @@ impl Engine {
         }
         Ok(())
     }
+
+    /// Evaluates the polynomial with the base row as constant term and input row `c` as the
+    /// coefficient of degree `c + 1` at the public point `x`, by Horner's rule:
+    /// `out = base ^ x·(in[0] ^ x·(in[1] ^ … ^ x·in[k-1]))`. This is a split's share at `x`
+    /// with one product by `x` per coefficient and no power table.
+    ///
+    /// Constant time in the row contents; `x` and the lengths are public.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutputMismatch`] if `out` is not as long as the rows (nothing is written).
+    #[inline]
+    pub(crate) fn horner_small(
+        self,
+        rows: &SmallRows<'_>,
+        x: u8,
+        out: &mut [u8],
+    ) -> Result<(), Error> {
+        check_small(rows, out)?;
+        match self.0 {
+            Backend::Soft => soft::horner_small(rows.buf(), rows.len, rows.inputs, x, out),
+            #[cfg(all(target_arch = "x86_64", not(gf256_backend = "soft")))]
+            simd => {
+                // SAFETY: an `Engine` only holds a backend this CPU supports (see `dot`).
+                unsafe { x86::horner_small(simd, rows.buf(), rows.len, rows.inputs, x, out) }
+            }
+            #[cfg(not(all(target_arch = "x86_64", not(gf256_backend = "soft"))))]
+            _ => soft::horner_small(rows.buf(), rows.len, rows.inputs, x, out),
+        }
+        Ok(())
+    }
+
+    /// `out = base ^ Σ_c scalars[c] · (in[c] ^ base)` over the small rows: interpolation in
+    /// the relative form of [`Init::Relative`].
+    ///
+    /// Constant time in the row contents; the scalars and the lengths are public.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutputMismatch`] if `out` is not as long as the rows (nothing is written).
+    #[inline]
+    pub(crate) fn dot_small(
+        self,
+        rows: &SmallRows<'_>,
+        scalars: &[u8; MAX_COLS],
+        out: &mut [u8],
+    ) -> Result<(), Error> {
+        check_small(rows, out)?;
+        match self.0 {
+            Backend::Soft => soft::dot_small(rows.buf(), rows.len, rows.inputs, scalars, out),
+            #[cfg(all(target_arch = "x86_64", not(gf256_backend = "soft")))]
+            simd => {
+                // SAFETY: an `Engine` only holds a backend this CPU supports (see `dot`).
+                unsafe { x86::dot_small(simd, rows.buf(), rows.len, rows.inputs, scalars, out) }
+            }
+            #[cfg(not(all(target_arch = "x86_64", not(gf256_backend = "soft"))))]
+            _ => soft::dot_small(rows.buf(), rows.len, rows.inputs, scalars, out),
+        }
+        Ok(())
+    }
+}
+
+/// The longest vector the fixed-size small kernels ([`Engine::horner_small`],
+/// [`Engine::dot_small`]) handle: a 32- or 64-byte key, the case that matters most, pays no
+/// chunking, no scalar matrix and no per-output dispatch.
+pub(crate) const SMALL_LEN: usize = 64;
+
+/// Bytes of the larger [`SmallRows`] buffer: up to [`MAX_COLS`] input rows and the base row of
+/// [`SMALL_LEN`] bytes, packed, with room behind the last row for a whole 64-byte block load.
+pub(crate) const SMALL_BUF: usize = (MAX_COLS + 1) * SMALL_LEN;
+
+/// Bytes of the smaller [`SmallRows`] buffer, enough for a 32-byte key up to threshold 3: cheaper
+/// to clear and to wipe than [`SMALL_BUF`].
+pub(crate) const SMALL_BUF_SHORT: usize = 128;
+
+/// The operands of one small kernel call: `inputs` rows of `len` bytes packed back to back,
+/// then the base row, in a stack buffer borrowed from the caller and wiped on drop.
+///
+/// The buffer is borrowed rather than owned so that it is never moved: a move would copy
+/// secret bytes to another stack slot that nothing wipes.
+///
+/// Packing at stride `len` (not 64) keeps a split's random coefficients exactly as the
+/// generator produced them, in one fill. The kernels load each row as whole vectors (16, 32 or
+/// 64 bytes, rounded up from `len`); the bytes past the row's end (the next row, or zeros) only
+/// reach vector lanes that are never stored. [`SmallRows::new`] only accepts shapes for which
+/// every such load stays inside the buffer.
+pub(crate) struct SmallRows<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    inputs: usize,
+}
+
+impl<'a> SmallRows<'a> {
+    /// Rows for `inputs` input vectors of `len` bytes in `buf` (all zero), or `None` unless
+    /// `1 <= len <= SMALL_LEN`, `inputs <= MAX_COLS`, and the last row's block load fits in
+    /// `buf`.
+    #[inline]
+    pub(crate) fn new(buf: &'a mut [u8], len: usize, inputs: usize) -> Option<SmallRows<'a>> {
+        if len == 0 || len > SMALL_LEN || inputs > MAX_COLS {
+            return None;
+        }
+        // The widest load any kernel makes for a row of `len` bytes (see the kernels).
+        let block = if len <= 32 { 32 } else { 64 };
+        if inputs.checked_mul(len)?.checked_add(block)? > buf.len() {
+            return None;
+        }
+        Some(SmallRows { buf, len, inputs })
+    }
+
+    /// The vector length.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The number of input rows.
+    #[inline]
+    pub(crate) fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// All input rows, back to back (`inputs · len` bytes).
+    #[inline]
+    pub(crate) fn inputs_mut(&mut self) -> &mut [u8] {
+        let end = self.inputs.saturating_mul(self.len);
+        self.buf.get_mut(..end).unwrap_or_default()
+    }
+
+    /// Copies `src` into row `i` (input `i` for `i < inputs`, the base row for
+    /// `i == inputs`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutputMismatch`] if `src` is not `len` bytes long or there is no row `i`.
+    #[inline]
+    pub(crate) fn set_row(&mut self, i: usize, src: &[u8]) -> Result<(), Error> {
+        let len = self.len;
+        let start = i.saturating_mul(len);
+        let row = self
+            .buf
+            .get_mut(start..start.saturating_add(len))
+            .filter(|row| i <= self.inputs && row.len() == src.len());
+        let Some(row) = row else {
+            return Err(Error::OutputMismatch {
+                what: "kernel shape",
+                expected: len,
+                found: src.len(),
+            });
+        };
+        // A 32-byte key is the common case: a fixed-size copy is two register moves, where
+        // `copy_from_slice` of a run-time length is a call into `memcpy`.
+        match (row.first_chunk_mut::<32>(), src.first_chunk::<32>()) {
+            (Some(dst), Some(bytes)) if len == 32 => *dst = *bytes,
+            _ => row.copy_from_slice(src),
+        }
+        Ok(())
+    }
+
+    /// The whole buffer, for the kernels' block loads.
+    #[inline(always)]
+    fn buf(&self) -> &[u8] {
+        self.buf
+    }
+}
+
+impl Drop for SmallRows<'_> {
+    fn drop(&mut self) {
+        let used = self.inputs.saturating_add(1).saturating_mul(self.len);
+        if let Some(used) = self.buf.get_mut(..used) {
+            used.zeroize();
+        }
+    }
+}
+
+/// Overwrites `buf` with zeros in a way the compiler may not remove: volatile 8-byte stores,
+/// then volatile byte stores for the tail, then a compiler fence.
+///
+/// For the short buffers of shares (a 32-byte key's share is 33 bytes) this is five stores,
+/// where `zeroize`'s slice wipe is a call into `memset` plus an optimization barrier.
+pub(crate) fn wipe(buf: &mut [u8]) {
+    let (words, tail) = buf.as_chunks_mut::<8>();
+    for word in words {
+        let ptr: *mut [u8; 8] = word;
+        // SAFETY: `ptr` comes from a `&mut [u8; 8]`, so it is valid for writes, aligned for
+        // `[u8; 8]` (alignment 1) and not aliased for the duration of the write.
+        unsafe { core::ptr::write_volatile(ptr, [0u8; 8]) };
+    }
+    for byte in tail {
+        let ptr: *mut u8 = byte;
+        // SAFETY: as above, for one byte.
+        unsafe { core::ptr::write_volatile(ptr, 0) };
+    }
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
 }
 
 /// The scalars of one kernel call: `c[r][col]` multiplies input `col` into output `r`. Entries
@@ -283,6 +481,19 @@ pub(crate) enum Init<'a> {
     /// coefficients of `t` points sum to 1, so `Σ_j λ_j·y_j = y_t ^ Σ_{j<t} λ_j·(y_j ^ y_t)`,
     /// one product fewer per byte.
     Relative(&'a [u8]),
+}
+
+/// Checks that a small kernel's output is as long as its rows.
+fn check_small(rows: &SmallRows<'_>, out: &[u8]) -> Result<(), Error> {
+    if out.len() == rows.len {
+        Ok(())
+    } else {
+        Err(Error::OutputMismatch {
+            what: "kernel shape",
+            expected: rows.len,
+            found: out.len(),
+        })
+    }
 }
 
 /// Checks the shape invariants of [`Engine::dot`] and returns the common length.
@@ -415,6 +626,129 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The small kernels against the field's scalar multiply, for every supported backend,
+    /// every length up to `SMALL_LEN`, every input count and both buffer sizes.
+    #[test]
+    fn small_kernels_match_the_reference() {
+        for backend in Backend::ALL.into_iter().filter(|b| b.is_supported()) {
+            let engine = Engine::new(backend).unwrap();
+            for len in 1..=SMALL_LEN {
+                for inputs in 0..=MAX_COLS {
+                    let seed = (len * 31 + inputs) as u64;
+                    let data = bytes(seed, (inputs + 1) * len);
+                    let mut short = [0u8; SMALL_BUF_SHORT];
+                    let mut long = [0u8; SMALL_BUF];
+                    let rows = match SmallRows::new(&mut short, len, inputs) {
+                        Some(rows) => Some(rows),
+                        None => SmallRows::new(&mut long, len, inputs),
+                    };
+                    let mut rows = rows.expect("every shape fits the long buffer");
+                    for i in 0..=inputs {
+                        rows.set_row(i, &data[i * len..(i + 1) * len]).unwrap();
+                    }
+                    let row = |i: usize| &data[i * len..(i + 1) * len];
+                    for x in [1u8, 2, 3, 0x53, 0xFF] {
+                        // Σ_c x^(c+1)·in[c] ^ base.
+                        let expected: Vec<u8> = (0..len)
+                            .map(|b| {
+                                let mut acc = row(inputs)[b];
+                                let mut power = x;
+                                for c in 0..inputs {
+                                    acc ^= field::mul(power, row(c)[b]);
+                                    power = field::mul(power, x);
+                                }
+                                acc
+                            })
+                            .collect();
+                        let mut out = vec![0u8; len];
+                        engine.horner_small(&rows, x, &mut out).unwrap();
+                        assert_eq!(out, expected, "{backend} horner len {len} k {inputs} x {x}");
+                    }
+                    let scalars: [u8; MAX_COLS] =
+                        bytes(seed ^ 0xABCD, MAX_COLS).try_into().unwrap();
+                    let expected: Vec<u8> = (0..len)
+                        .map(|b| {
+                            let base = row(inputs)[b];
+                            let mut acc = base;
+                            for (c, s) in scalars.iter().enumerate().take(inputs) {
+                                acc ^= field::mul(*s, row(c)[b] ^ base);
+                            }
+                            acc
+                        })
+                        .collect();
+                    let mut out = vec![0u8; len];
+                    engine.dot_small(&rows, &scalars, &mut out).unwrap();
+                    assert_eq!(out, expected, "{backend} dot len {len} k {inputs}");
+                    let mut wrong = vec![0u8; len + 1];
+                    assert!(engine.horner_small(&rows, 1, &mut wrong).is_err());
+                    assert!(rows.set_row(inputs + 1, row(0)).is_err());
+                }
+            }
+        }
+        assert!(SmallRows::new(&mut [0u8; SMALL_BUF], SMALL_LEN + 1, 1).is_none());
+        assert!(SmallRows::new(&mut [0u8; SMALL_BUF], 0, 1).is_none());
+        assert!(SmallRows::new(&mut [0u8; SMALL_BUF], 1, MAX_COLS + 1).is_none());
+    }
+
+    /// Outputs long enough for the non-temporal stores of `avx512-gfni`, at a common
+    /// alignment (streamed after a short head), at 64-byte alignment (no head), and at
+    /// different alignments (not streamed): every backend equals `soft`.
+    #[test]
+    fn long_outputs_match_soft_at_every_alignment() {
+        let len = 16 * 1024 + 77;
+        let inputs: Vec<Vec<u8>> = (0..2).map(|c| bytes(900 + c, len)).collect();
+        let input_refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        let base = bytes(901, len);
+        let mut coeffs = Coeffs::ZERO;
+        for r in 0..3 {
+            for c in 0..2 {
+                coeffs.set(r, c, bytes((r * 2 + c) as u64, 1)[0] | 1);
+            }
+        }
+        let soft = Engine::new(Backend::Soft).unwrap();
+        for backend in Backend::ALL.into_iter().filter(|b| b.is_supported()) {
+            let engine = Engine::new(backend).unwrap();
+            for offsets in [[0usize, 0, 0], [5, 5, 5], [1, 2, 3], [64, 0, 128]] {
+                for relative in [false, true] {
+                    let run = |engine: Engine| {
+                        // Over-allocate so that each output can start at any offset from a
+                        // 64-byte boundary.
+                        let mut backing: Vec<Vec<u8>> = vec![vec![0u8; len + 256]; 3];
+                        let mut outs: Vec<&mut [u8]> = backing
+                            .iter_mut()
+                            .zip(offsets)
+                            .map(|(b, off)| {
+                                let skip = (64 - (b.as_ptr() as usize) % 64) % 64 + off;
+                                &mut b[skip..skip + len]
+                            })
+                            .collect();
+                        let init = if relative {
+                            Init::Relative(&base)
+                        } else {
+                            Init::Xor(&base)
+                        };
+                        engine.dot(&coeffs, &input_refs, init, &mut outs).unwrap();
+                        outs.iter().map(|o| o.to_vec()).collect::<Vec<_>>()
+                    };
+                    assert_eq!(
+                        run(engine),
+                        run(soft),
+                        "{backend} offsets {offsets:?} relative {relative}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wipe_clears_every_byte() {
+        for len in 0..40 {
+            let mut buf = vec![0xA5u8; len];
+            wipe(&mut buf);
+            assert!(buf.iter().all(|&b| b == 0), "len {len}");
         }
     }
 

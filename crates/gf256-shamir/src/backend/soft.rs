@@ -32,7 +32,7 @@
 
 use zeroize::Zeroize;
 
-use super::{Coeffs, Init, MAX_ROWS};
+use super::{Coeffs, Init, MAX_COLS, MAX_ROWS};
 use crate::field;
 
 /// `0x01` in every byte.
@@ -343,6 +343,140 @@ fn dot_n<const C: usize>(
         .iter_mut()
         .flat_map(|planes| planes.iter_mut())
         .for_each(Zeroize::zeroize);
+}
+
+/// `W` words of `buf` from byte offset `off` (zeros past its end, which callers never reach:
+/// every row of a `SmallRows` has a whole block of buffer behind it).
+// Word by word with fixed-size reads: a loop over `as_chunks` of the run-time remainder
+// compiles to a `memcpy` call, which costs more than the arithmetic on a 32-byte key.
+#[inline(always)]
+fn load_words<const W: usize>(buf: &[u8], off: usize) -> [u64; W] {
+    let mut block = [0u64; W];
+    for (i, w) in block.iter_mut().enumerate() {
+        let at = off.saturating_add(i.saturating_mul(8));
+        if let Some(bytes) = buf.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+            *w = u64::from_le_bytes(*bytes);
+        }
+    }
+    block
+}
+
+/// Writes the first `out.len()` (at most `8·W`) bytes of `block` to `out`.
+#[inline(always)]
+fn store_words<const W: usize>(out: &mut [u8], block: &[u64; W]) {
+    let (words, tail) = out.as_chunks_mut::<8>();
+    let full = words.len();
+    // Exactly `W` words (a 32- or 64-byte key): a fixed-size loop, which compiles to plain
+    // stores. A loop bounded by the run-time word count compiles to a `memcpy` call.
+    if let Ok(words) = <&mut [[u8; 8]; W]>::try_from(&mut *words) {
+        for (bytes, w) in words.iter_mut().zip(block) {
+            *bytes = w.to_le_bytes();
+        }
+        return;
+    }
+    for (bytes, w) in words.iter_mut().zip(block) {
+        *bytes = w.to_le_bytes();
+    }
+    // A length that is not a whole number of words: the last bytes, one by one.
+    if !tail.is_empty()
+        && let Some(last) = block.get(full)
+    {
+        let last = last.to_le_bytes();
+        for (i, t) in tail.iter_mut().enumerate() {
+            *t = last.get(i).copied().unwrap_or(0);
+        }
+    }
+}
+
+/// `v · s` for every byte of the block and a *public* scalar `s`: the XOR of the doublings
+/// `x^b · v` selected by the bits of `s`. Branches on `s` only; `v` is never inspected.
+// A branch per public bit rather than masks over all eight: splitting at x = 1, 2, 3 needs at
+// most one doubling, and the masked version measured slower.
+#[inline(always)]
+fn mul_words<const W: usize>(v: &[u64; W], s: u8) -> [u64; W] {
+    let mut acc = [0u64; W];
+    let mut power = *v;
+    let mut bits = s;
+    while bits != 0 {
+        if bits & 1 == 1 {
+            for (a, p) in acc.iter_mut().zip(&power) {
+                *a ^= p;
+            }
+        }
+        bits >>= 1;
+        if bits != 0 {
+            for p in &mut power {
+                *p = xtime_word(*p);
+            }
+        }
+    }
+    acc
+}
+
+/// Horner's rule over the rows of a small split (see `Engine::horner_small`): `len` bytes,
+/// `inputs` coefficient rows, then the base row, at stride `len` in `buf`.
+pub(super) fn horner_small(buf: &[u8], len: usize, inputs: usize, x: u8, out: &mut [u8]) {
+    if len <= BLOCK {
+        horner_words::<WORDS>(buf, len, inputs, x, out);
+    } else {
+        horner_words::<{ 2 * WORDS }>(buf, len, inputs, x, out);
+    }
+}
+
+#[inline(always)]
+fn horner_words<const W: usize>(buf: &[u8], len: usize, inputs: usize, x: u8, out: &mut [u8]) {
+    // The leading coefficient (or the base row when there is none), then rows `inputs - 2`
+    // down to 0, then the base row (index `inputs`): no product of the initial zero.
+    let first = inputs.saturating_sub(1);
+    let mut acc = load_words::<W>(buf, first.saturating_mul(len));
+    if inputs > 0 {
+        for row in (0..first).rev().chain(core::iter::once(inputs)) {
+            let next = load_words::<W>(buf, row.saturating_mul(len));
+            acc = mul_words(&acc, x);
+            for (a, n) in acc.iter_mut().zip(&next) {
+                *a ^= n;
+            }
+        }
+    }
+    store_words(out, &acc);
+}
+
+/// `out = base ^ Σ_c scalars[c] · (in[c] ^ base)` over small rows (see `Engine::dot_small`).
+pub(super) fn dot_small(
+    buf: &[u8],
+    len: usize,
+    inputs: usize,
+    scalars: &[u8; MAX_COLS],
+    out: &mut [u8],
+) {
+    if len <= BLOCK {
+        dot_words::<WORDS>(buf, len, inputs, scalars, out);
+    } else {
+        dot_words::<{ 2 * WORDS }>(buf, len, inputs, scalars, out);
+    }
+}
+
+#[inline(always)]
+fn dot_words<const W: usize>(
+    buf: &[u8],
+    len: usize,
+    inputs: usize,
+    scalars: &[u8; MAX_COLS],
+    out: &mut [u8],
+) {
+    let base = load_words::<W>(buf, inputs.saturating_mul(len));
+    let mut acc = base;
+    for (c, s) in scalars.iter().enumerate().take(inputs) {
+        let mut v = load_words::<W>(buf, c.saturating_mul(len));
+        for (v, b) in v.iter_mut().zip(&base) {
+            *v ^= b;
+        }
+        let product = mul_words(&v, *s);
+        for (a, p) in acc.iter_mut().zip(&product) {
+            *a ^= p;
+        }
+    }
+    store_words(out, &acc);
 }
 
 #[cfg(test)]

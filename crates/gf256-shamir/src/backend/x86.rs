@@ -11,15 +11,16 @@
 
 use core::arch::x86_64::{
     __m128i, __m256i, __m512i, __mmask64, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128,
-    _mm_set1_epi8, _mm_setr_epi8, _mm_setzero_si128, _mm_shuffle_epi8, _mm_srli_epi16,
+    _mm_set1_epi8, _mm_setr_epi8, _mm_setzero_si128, _mm_sfence, _mm_shuffle_epi8, _mm_srli_epi16,
     _mm_storeu_si128, _mm_xor_si128, _mm256_and_si256, _mm256_broadcastsi128_si256,
     _mm256_gf2p8mul_epi8, _mm256_loadu_si256, _mm256_set1_epi8, _mm256_setzero_si256,
     _mm256_shuffle_epi8, _mm256_srli_epi16, _mm256_storeu_si256, _mm256_xor_si256,
     _mm512_gf2p8mul_epi8, _mm512_loadu_si512, _mm512_mask_storeu_epi8, _mm512_maskz_loadu_epi8,
-    _mm512_set1_epi8, _mm512_setzero_si512, _mm512_storeu_si512, _mm512_xor_si512,
+    _mm512_set1_epi8, _mm512_setzero_si512, _mm512_storeu_si512, _mm512_stream_si512,
+    _mm512_xor_si512,
 };
 
-use super::{Backend, Coeffs, Init, MAX_ROWS};
+use super::{Backend, Coeffs, Init, MAX_COLS, MAX_ROWS, soft};
 use crate::field;
 
 /// Whether this CPU runs `backend` (and the OS saves the registers it uses; the standard
@@ -32,8 +33,11 @@ pub(super) fn is_supported(backend: Backend) -> bool {
         Backend::Avx2Gfni => {
             std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("gfni")
         }
+        // AVX2 too: the small kernels of this backend are the 32-byte GFNI ones (see
+        // `horner_small`). Every AVX-512 CPU has it; checking keeps the `unsafe` calls honest.
         Backend::Avx512Gfni => {
-            std::is_x86_feature_detected!("avx512f")
+            std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("avx512f")
                 && std::is_x86_feature_detected!("avx512bw")
                 && std::is_x86_feature_detected!("gfni")
         }
@@ -80,6 +84,213 @@ pub(super) unsafe fn dot(
             len
         }
     }
+}
+
+/// Horner's rule over the rows of a small split (see `Engine::horner_small`).
+///
+/// Both GFNI backends use the 32-byte kernel: for vectors of at most 64 bytes, one or two
+/// 256-bit products per row beat the 512-bit kernel's masked loads and stores (measured; see the
+/// crate README's performance notes).
+///
+/// # Safety
+///
+/// `backend` must be supported by this CPU ([`is_supported`] returned true for it).
+pub(super) unsafe fn horner_small(
+    backend: Backend,
+    buf: &[u8],
+    len: usize,
+    inputs: usize,
+    x: u8,
+    out: &mut [u8],
+) {
+    match backend {
+        Backend::Soft => soft::horner_small(buf, len, inputs, x, out),
+        // SAFETY: the caller guarantees SSSE3 is available.
+        Backend::Ssse3 => unsafe { ssse3::horner_small(buf, len, inputs, x, out) },
+        // SAFETY: the caller guarantees AVX2 is available.
+        Backend::Avx2 => unsafe { avx2::horner_small(buf, len, inputs, x, out) },
+        // SAFETY: the caller guarantees AVX2 and GFNI are available (`is_supported` checks AVX2
+        // for the AVX-512 backend too).
+        Backend::Avx2Gfni | Backend::Avx512Gfni => unsafe {
+            avx2_gfni::horner_small(buf, len, inputs, x, out)
+        },
+    }
+}
+
+/// `out = base ^ Σ_c scalars[c] · (in[c] ^ base)` over small rows (see `Engine::dot_small`).
+///
+/// # Safety
+///
+/// `backend` must be supported by this CPU ([`is_supported`] returned true for it).
+pub(super) unsafe fn dot_small(
+    backend: Backend,
+    buf: &[u8],
+    len: usize,
+    inputs: usize,
+    scalars: &[u8; MAX_COLS],
+    out: &mut [u8],
+) {
+    match backend {
+        Backend::Soft => soft::dot_small(buf, len, inputs, scalars, out),
+        // SAFETY: the caller guarantees SSSE3 is available.
+        Backend::Ssse3 => unsafe { ssse3::dot_small(buf, len, inputs, scalars, out) },
+        // SAFETY: the caller guarantees AVX2 is available.
+        Backend::Avx2 => unsafe { avx2::dot_small(buf, len, inputs, scalars, out) },
+        // SAFETY: as in `horner_small`.
+        Backend::Avx2Gfni | Backend::Avx512Gfni => unsafe {
+            avx2_gfni::dot_small(buf, len, inputs, scalars, out)
+        },
+    }
+}
+
+/// Defines `horner_small` and `dot_small` for one vector type: `$w` bytes per vector, `$load`
+/// and `$store` over whole vectors, `$xor`, `$zero`, and `$mul(v, scalar_state)` with the
+/// per-scalar state built by `$prep(scalar)` (a broadcast for GFNI, nibble tables for PSHUFB).
+///
+/// Rows are loaded as whole vectors from the padded `SmallRows` buffer. Outputs of exactly
+/// one or two vectors are stored directly; other lengths go through a stack block that is
+/// wiped afterwards.
+macro_rules! small_kernels {
+    ($features:literal, $vec:ty, $w:expr, $load:path, $store:path, $xor:path, $zero:path,
+     $prep:ident, $mul:ident) => {
+        /// See `x86::horner_small`.
+        #[target_feature(enable = $features)]
+        pub(super) fn horner_small(buf: &[u8], len: usize, inputs: usize, x: u8, out: &mut [u8]) {
+            if len <= $w {
+                horner_n::<1>(buf, len, inputs, x, out);
+            } else if len <= 2 * $w {
+                horner_n::<2>(buf, len, inputs, x, out);
+            } else {
+                horner_n::<4>(buf, len, inputs, x, out);
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        fn horner_n<const V: usize>(buf: &[u8], len: usize, inputs: usize, x: u8, out: &mut [u8]) {
+            let scalar = $prep(x);
+            // The leading coefficient (or the base row when there is none), then rows
+            // `inputs - 2` down to 0, then the base row: no product of the initial zero.
+            let first = inputs.saturating_sub(1);
+            let mut acc: [$vec; V] = [$zero(); V];
+            let mut v = 0usize;
+            while v < V {
+                if let Some(a) = acc.get_mut(v) {
+                    *a = $load(
+                        buf,
+                        first.wrapping_mul(len).wrapping_add(v.wrapping_mul($w)),
+                    );
+                }
+                v = v.wrapping_add(1);
+            }
+            let mut step = if inputs > 0 {
+                1
+            } else {
+                inputs.wrapping_add(1)
+            };
+            while step <= inputs {
+                let row = if step < inputs {
+                    inputs.wrapping_sub(1).wrapping_sub(step)
+                } else {
+                    inputs
+                };
+                let off = row.wrapping_mul(len);
+                let mut v = 0usize;
+                while v < V {
+                    let next = $load(buf, off.wrapping_add(v.wrapping_mul($w)));
+                    if let Some(a) = acc.get_mut(v) {
+                        *a = $xor($mul(*a, &scalar), next);
+                    }
+                    v = v.wrapping_add(1);
+                }
+                step = step.wrapping_add(1);
+            }
+            store_small::<V>(out, &acc);
+        }
+
+        /// See `x86::dot_small`.
+        #[target_feature(enable = $features)]
+        pub(super) fn dot_small(
+            buf: &[u8],
+            len: usize,
+            inputs: usize,
+            scalars: &[u8; MAX_COLS],
+            out: &mut [u8],
+        ) {
+            if len <= $w {
+                dot_small_n::<1>(buf, len, inputs, scalars, out);
+            } else if len <= 2 * $w {
+                dot_small_n::<2>(buf, len, inputs, scalars, out);
+            } else {
+                dot_small_n::<4>(buf, len, inputs, scalars, out);
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        fn dot_small_n<const V: usize>(
+            buf: &[u8],
+            len: usize,
+            inputs: usize,
+            scalars: &[u8; MAX_COLS],
+            out: &mut [u8],
+        ) {
+            let base_off = inputs.wrapping_mul(len);
+            let mut base: [$vec; V] = [$zero(); V];
+            let mut v = 0usize;
+            while v < V {
+                if let Some(b) = base.get_mut(v) {
+                    *b = $load(buf, base_off.wrapping_add(v.wrapping_mul($w)));
+                }
+                v = v.wrapping_add(1);
+            }
+            let mut acc = base;
+            let mut c = 0;
+            while c < inputs {
+                let scalar = $prep(match scalars.get(c) {
+                    Some(s) => *s,
+                    None => 0,
+                });
+                let off = c.wrapping_mul(len);
+                let mut v = 0usize;
+                while v < V {
+                    let input = $load(buf, off.wrapping_add(v.wrapping_mul($w)));
+                    if let (Some(a), Some(b)) = (acc.get_mut(v), base.get(v)) {
+                        *a = $xor(*a, $mul($xor(input, *b), &scalar));
+                    }
+                    v = v.wrapping_add(1);
+                }
+                c = c.wrapping_add(1);
+            }
+            store_small::<V>(out, &acc);
+        }
+
+        /// Writes the first `out.len()` bytes of `V` vectors to `out`.
+        #[target_feature(enable = $features)]
+        fn store_small<const V: usize>(out: &mut [u8], acc: &[$vec; V]) {
+            if out.len() == V * $w {
+                let mut v = 0usize;
+                while v.wrapping_mul($w) < out.len() {
+                    if let Some(a) = acc.get(v) {
+                        $store(out, v.wrapping_mul($w), *a);
+                    }
+                    v = v.wrapping_add(1);
+                }
+                return;
+            }
+            // Room for 4 vectors of the widest type; `$store` ignores anything past the end.
+            let mut block = [0u8; 128];
+            let mut v = 0usize;
+            while v < V {
+                if let Some(a) = acc.get(v) {
+                    $store(&mut block, v.wrapping_mul($w), *a);
+                }
+                v = v.wrapping_add(1);
+            }
+            if let Some(bytes) = block.get(..out.len()) {
+                out.copy_from_slice(bytes);
+            }
+            zeroize::Zeroize::zeroize(&mut block);
+        }
+    };
 }
 
 /// Calls `$kernel::<C>` with the number of inputs as a constant, so per-input state stays in
@@ -204,6 +415,33 @@ mod ssse3 {
         }
     }
 
+    /// The nibble tables of a public scalar, for [`mul`].
+    #[target_feature(enable = "ssse3")]
+    fn prep(c: u8) -> (__m128i, __m128i) {
+        nibble_tables(c)
+    }
+
+    /// `v · c` for the scalar whose tables are `t`.
+    #[target_feature(enable = "ssse3")]
+    fn mul(v: __m128i, t: &(__m128i, __m128i)) -> __m128i {
+        let low_nibble = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(v, low_nibble);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), low_nibble);
+        _mm_xor_si128(_mm_shuffle_epi8(t.0, lo), _mm_shuffle_epi8(t.1, hi))
+    }
+
+    small_kernels!(
+        "ssse3",
+        __m128i,
+        16,
+        load,
+        store,
+        _mm_xor_si128,
+        _mm_setzero_si128,
+        prep,
+        mul
+    );
+
     /// The entry point: `len` is a multiple of 16.
     #[target_feature(enable = "ssse3")]
     pub(super) fn dot(
@@ -289,6 +527,37 @@ mod avx2 {
         }
     }
 
+    /// The nibble tables of a public scalar, in both lanes, for [`mul`].
+    #[target_feature(enable = "avx2")]
+    fn prep(c: u8) -> (__m256i, __m256i) {
+        let (lo, hi) = nibble_tables(c);
+        (
+            _mm256_broadcastsi128_si256(lo),
+            _mm256_broadcastsi128_si256(hi),
+        )
+    }
+
+    /// `v · c` for the scalar whose tables are `t`.
+    #[target_feature(enable = "avx2")]
+    fn mul(v: __m256i, t: &(__m256i, __m256i)) -> __m256i {
+        let low_nibble = _mm256_set1_epi8(0x0F);
+        let lo = _mm256_and_si256(v, low_nibble);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low_nibble);
+        _mm256_xor_si256(_mm256_shuffle_epi8(t.0, lo), _mm256_shuffle_epi8(t.1, hi))
+    }
+
+    small_kernels!(
+        "avx2",
+        __m256i,
+        32,
+        load,
+        store,
+        _mm256_xor_si256,
+        _mm256_setzero_si256,
+        prep,
+        mul
+    );
+
     /// The entry point: `len` is a multiple of 32.
     #[target_feature(enable = "avx2")]
     pub(super) fn dot(
@@ -360,6 +629,30 @@ mod avx2 {
 mod avx2_gfni {
     use super::avx2::{load, store};
     use super::*;
+
+    /// The broadcast of a public scalar, for [`mul`].
+    #[target_feature(enable = "avx2,gfni")]
+    fn prep(c: u8) -> __m256i {
+        _mm256_set1_epi8(lane(c))
+    }
+
+    /// `v · c` for the broadcast scalar `c`.
+    #[target_feature(enable = "avx2,gfni")]
+    fn mul(v: __m256i, c: &__m256i) -> __m256i {
+        _mm256_gf2p8mul_epi8(v, *c)
+    }
+
+    small_kernels!(
+        "avx2,gfni",
+        __m256i,
+        32,
+        load,
+        store,
+        _mm256_xor_si256,
+        _mm256_setzero_si256,
+        prep,
+        mul
+    );
 
     /// The entry point: `len` is a multiple of 32.
     #[target_feature(enable = "avx2,gfni")]
@@ -468,6 +761,40 @@ mod avx512_gfni {
         }
     }
 
+    /// Outputs at least this long are written with non-temporal stores when they all share
+    /// one alignment: a split or combine of a large secret writes far more than the caches
+    /// hold, and streaming stores skip reading each line before overwriting it.
+    const STREAM_MIN: usize = 16 * 1024;
+
+    /// Stores `v` at `s[off..off + 64]` with a non-temporal store if those 64 bytes exist and
+    /// are 64-byte aligned; returns whether it did. The caller issues `sfence` before
+    /// returning.
+    #[target_feature(enable = "avx512f")]
+    fn stream(s: &mut [u8], off: usize, v: __m512i) -> bool {
+        match window_mut::<64>(s, off) {
+            Some(bytes) if bytes.as_ptr().addr() & 63 == 0 => {
+                // SAFETY: `bytes` is a reference to 64 writable bytes, and its address was just
+                // checked to be 64-byte aligned, as `_mm512_stream_si512` requires. The kernel
+                // calls `_mm_sfence` before it returns, so the weakly ordered store is ordered
+                // before any later access to this memory.
+                unsafe { _mm512_stream_si512(bytes.as_mut_ptr().cast(), v) };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The distance from `s` to the next 64-byte boundary, if every output is at the same
+    /// distance from one (then one head segment aligns them all).
+    fn common_head(outputs: &[&mut [u8]]) -> Option<usize> {
+        let first = outputs.first()?.as_ptr().addr() & 63;
+        if outputs.iter().all(|out| out.as_ptr().addr() & 63 == first) {
+            Some(64usize.wrapping_sub(first) & 63)
+        } else {
+            None
+        }
+    }
+
     /// The entry point: any `len`.
     #[target_feature(enable = "avx512f,avx512bw,gfni")]
     pub(super) fn dot(
@@ -494,12 +821,22 @@ mod avx512_gfni {
         let zero = _mm512_setzero_si512();
         // The inputs of `Init::Relative` are taken relative to the base (public mode).
         let relative = matches!(init, Init::Relative(_));
+        // Large outputs with a common alignment: a short first segment (masked, as a tail is)
+        // brings them all to a 64-byte boundary, then whole vectors are streamed. Addresses and
+        // lengths are public.
+        let head = if len >= STREAM_MIN && !matches!(init, Init::Accumulate) {
+            common_head(outputs)
+        } else {
+            None
+        };
+        let streaming = head.is_some();
         let mut off = 0;
         while off < len {
-            let n = if len.wrapping_sub(off) < 64 {
-                len.wrapping_sub(off)
-            } else {
-                64
+            let left = len.wrapping_sub(off);
+            let n = match head {
+                Some(head) if off == 0 && head > 0 => head.min(left),
+                _ if left < 64 => left,
+                _ => 64,
             };
             let base = match init {
                 Init::Xor(base) | Init::Relative(base) => load(base, off, n),
@@ -521,9 +858,15 @@ mod avx512_gfni {
                     let scalar = _mm512_set1_epi8(lane(*scalar));
                     acc = _mm512_xor_si512(acc, _mm512_gf2p8mul_epi8(*x, scalar));
                 }
-                store(out, off, n, acc);
+                if !(streaming && n == 64 && stream(out, off, acc)) {
+                    store(out, off, n, acc);
+                }
             }
-            off = off.wrapping_add(64);
+            off = off.wrapping_add(n);
+        }
+        if streaming {
+            // Orders the non-temporal stores before anything the caller does next.
+            _mm_sfence();
         }
     }
 }
