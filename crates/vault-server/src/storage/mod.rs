@@ -68,6 +68,23 @@ pub enum StorageError {
     },
 }
 
+/// A `secret_dek_shares` row as both stores read it; the slot is stored as a 64-bit integer and
+/// must be a slot number.
+pub(crate) fn share_record(
+    slot: i64,
+    provider: String,
+    blob: Option<Vec<u8>>,
+) -> Result<ShareRecord, StorageError> {
+    Ok(ShareRecord {
+        slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
+            table: "secret_dek_shares",
+            reason: format!("slot {slot}"),
+        })?,
+        provider,
+        blob,
+    })
+}
+
 /// Which audit events to list (`GET /v1/audit/events`); every filter is optional.
 ///
 /// # Example

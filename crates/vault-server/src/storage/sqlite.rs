@@ -19,7 +19,7 @@ use super::read_cache::ReadCache;
 use super::{
     AgentRecord, ApiKeyRecord, AuditQuery, CmekJobRecord, CmekJobStatus, NewVersion, PolicyRecord,
     ShareRecord, Storage, StorageError, VaultCustodyRecord, VaultRecord, VersionRecord,
-    WalletRecord,
+    WalletRecord, share_record,
 };
 use crate::audit::{AuditError, AuditEvent, AuditKey, Checkpoint, NewAuditEvent};
 use crate::metrics::Metrics;
@@ -660,15 +660,11 @@ async fn shares_of(
     .await?
     .iter()
     .map(|r| {
-        let slot: i64 = r.try_get("slot")?;
-        Ok(ShareRecord {
-            slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
-                table: "secret_dek_shares",
-                reason: format!("slot {slot}"),
-            })?,
-            provider: r.try_get("provider")?,
-            blob: r.try_get("blob")?,
-        })
+        share_record(
+            r.try_get("slot")?,
+            r.try_get("provider")?,
+            r.try_get("blob")?,
+        )
     })
     .collect()
 }
@@ -1365,14 +1361,11 @@ impl Storage for SqliteStorage {
             let Some(slot) = row.try_get::<Option<i64>, _>("share_slot")? else {
                 continue;
             };
-            shares.push(ShareRecord {
-                slot: u8::try_from(slot).map_err(|_| StorageError::Corrupt {
-                    table: "secret_dek_shares",
-                    reason: format!("slot {slot}"),
-                })?,
-                provider: row.try_get("share_provider")?,
-                blob: row.try_get("share_blob")?,
-            });
+            shares.push(share_record(
+                slot,
+                row.try_get("share_provider")?,
+                row.try_get("share_blob")?,
+            )?);
         }
         Ok(Some((record, shares)))
     }
