@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// mimalloc for the whole process (feature `mimalloc`, on by default): see Cargo.toml for why.
+/// Secrets do not rely on the allocator: they are zeroized before their memory is freed.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match vault_server::run(vault_server::Cli::parse()).await {

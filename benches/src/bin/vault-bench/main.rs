@@ -17,6 +17,11 @@
 //! vault-bench report target/bench-report/results.json            # re-render the report
 //! ```
 
+/// The server binary's allocator (see `vault-server`'s main.rs), so the in-process server
+/// is measured as it runs in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod client;
 mod load;
 mod pgcluster;

@@ -43,6 +43,10 @@ pub enum StorageError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A statement the SQLite store runs directly on its writer's connection (through
+    /// rusqlite: the hot writes, see the store's group commit) failed.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The write was not committed: the store is closed, or the batch it was committed with
     /// failed (see the SQLite store's group commit). Nothing of it was kept.
     #[error("the write was not committed: {0}")]

@@ -1,7 +1,9 @@
 //! The embedded SQLite store: WAL journal, `synchronous = FULL` (an acknowledged commit is on
 //! disk before the answer), foreign keys on, migrations embedded at compile time.
 //!
-//! Queries use `$n` placeholders and standard SQL only, so the PostgreSQL store can share them.
+//! Queries use `$n` placeholders and standard SQL only, so the PostgreSQL store can share them;
+//! the statements of direct writes (rusqlite, see [`GroupCommit::write_direct`]) number theirs
+//! `?n`, since rusqlite binds by position.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -122,6 +124,21 @@ impl Sealer {
         event: &NewAuditEvent,
     ) -> Result<AuditEvent, StorageError> {
         let appended = append(tx, &self.key, event).await;
+        if appended.is_err()
+            && let Some(metrics) = &self.metrics
+        {
+            metrics.audit_write_failed();
+        }
+        appended
+    }
+
+    /// [`append`](Self::append) for a direct write (see [`GroupCommit::write_direct`]).
+    fn append_direct(
+        &self,
+        conn: &rusqlite::Connection,
+        event: &NewAuditEvent,
+    ) -> Result<AuditEvent, StorageError> {
+        let appended = append_direct(conn, &self.key, event);
         if appended.is_err()
             && let Some(metrics) = &self.metrics
         {
@@ -607,26 +624,40 @@ fn checkpoint(row: &SqliteRow) -> Result<Checkpoint, StorageError> {
 /// returns the new position with the previous head's hash (the hash column is not changed yet).
 /// The event row and the head's new hash are then written by one two-statement query (SQLite
 /// binds `$n` across both): one round trip fewer on the writer, for every audited write.
+/// Takes the next sequence number and the previous event's hash from the chain head.
+const ADVANCE_HEAD: &str =
+    "UPDATE audit_chain_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, event_hash";
+
+/// Inserts a sealed event (?1…?15). Direct writes bind by position, so their statements
+/// number their parameters explicitly (`?n`, which sqlx reads as well).
+macro_rules! insert_audit_event {
+    () => {
+        "INSERT INTO audit_events (seq, id, occurred_at, request_id, actor_type, actor_id, \
+         action, resource_type, resource_id, vault_id, outcome, detail, prev_hash, event_hash, \
+         integrity_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+         ?15)"
+    };
+}
+
+/// Records the new event's hash as the chain head's.
+const SET_HEAD_HASH: &str = "UPDATE audit_chain_head SET event_hash = ?1 WHERE id = 1";
+
+/// Appends `event` to the audit chain inside `tx`.
 async fn append(
     tx: &mut Transaction<'_, Sqlite>,
     key: &AuditKey,
     event: &NewAuditEvent,
 ) -> Result<AuditEvent, StorageError> {
-    let row = sqlx::query(
-        "UPDATE audit_chain_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, event_hash",
-    )
-    .fetch_one(&mut **tx)
-    .await?;
+    let row = sqlx::query(ADVANCE_HEAD).fetch_one(&mut **tx).await?;
     let seq = to_u64(AUDIT_HEAD, row.try_get("seq")?)?;
     let prev = hash32(AUDIT_HEAD, row.try_get("event_hash")?)?;
     let sealed = crate::audit::seal(key, seq, prev, event)?;
     let e = &sealed.event;
-    sqlx::query(
-        "INSERT INTO audit_events (seq, id, occurred_at, request_id, actor_type, actor_id, \
-         action, resource_type, resource_id, vault_id, outcome, detail, prev_hash, event_hash, \
-         integrity_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-         $15); UPDATE audit_chain_head SET event_hash = $14 WHERE id = 1",
-    )
+    // The event and the new head in one round trip: two statements in one query.
+    sqlx::query(concat!(
+        insert_audit_event!(),
+        "; UPDATE audit_chain_head SET event_hash = ?14 WHERE id = 1"
+    ))
     .bind(to_i64(seq)?)
     .bind(&e.id)
     .bind(e.occurred_at)
@@ -644,6 +675,42 @@ async fn append(
     .bind(sealed.integrity_hash.as_slice())
     .execute(&mut **tx)
     .await?;
+    Ok(sealed)
+}
+
+/// [`append`] on a direct write's connection.
+fn append_direct(
+    conn: &rusqlite::Connection,
+    key: &AuditKey,
+    event: &NewAuditEvent,
+) -> Result<AuditEvent, StorageError> {
+    let (seq, prev): (i64, Vec<u8>) = conn
+        .prepare_cached(ADVANCE_HEAD)?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let seq = to_u64(AUDIT_HEAD, seq)?;
+    let prev = hash32(AUDIT_HEAD, prev)?;
+    let sealed = crate::audit::seal(key, seq, prev, event)?;
+    let e = &sealed.event;
+    conn.prepare_cached(insert_audit_event!())?
+        .execute(rusqlite::params![
+            to_i64(seq)?,
+            e.id,
+            e.occurred_at,
+            e.request_id,
+            e.actor_type,
+            e.actor_id,
+            e.action,
+            e.resource_type,
+            e.resource_id,
+            e.vault_id,
+            e.outcome,
+            e.detail,
+            sealed.prev_hash.as_slice(),
+            sealed.event_hash.as_slice(),
+            sealed.integrity_hash.as_slice(),
+        ])?;
+    conn.prepare_cached(SET_HEAD_HASH)?
+        .execute([sealed.event_hash.as_slice()])?;
     Ok(sealed)
 }
 
@@ -689,40 +756,47 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-/// Inserts a version (creating its secret row on first use) with its shares, inside `tx`;
-/// [`StorageError::Conflict`] if another write took the version number.
-async fn insert_version(
-    tx: &mut Transaction<'_, Sqlite>,
+/// Whether a rusqlite error is a unique (or primary key) violation.
+fn is_unique_violation_direct(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+/// Inserts a version (creating its secret row on first use) with its shares, on a direct
+/// write's connection; [`StorageError::Conflict`] if another write took the version number.
+fn insert_version_direct(
+    conn: &rusqlite::Connection,
     new: &NewVersion,
     max_secrets: Option<u64>,
 ) -> Result<VersionRecord, StorageError> {
     let v = &new.version;
-    // Creates the secret's row or finds it, in one statement (each statement is a round trip
-    // to the connection's thread, on the writer every write waits for): the no-op update on a
-    // conflict is what makes RETURNING answer with the existing row.
-    let secret_id: String = sqlx::query_scalar(
-        "INSERT INTO secrets (id, vault_id, path, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (vault_id, path) DO UPDATE SET path = excluded.path RETURNING id",
-    )
-    .bind(&new.new_secret_id)
-    .bind(&v.vault_id)
-    .bind(&v.path)
-    .bind(v.created_at)
-    .fetch_one(&mut **tx)
-    .await?;
+    // Creates the secret's row or finds it, in one statement: the no-op update on a conflict
+    // is what makes RETURNING answer with the existing row.
+    let secret_id: String = conn
+        .prepare_cached(
+            "INSERT INTO secrets (id, vault_id, path, created_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (vault_id, path) DO UPDATE SET path = excluded.path RETURNING id",
+        )?
+        .query_row(
+            rusqlite::params![new.new_secret_id, v.vault_id, v.path, v.created_at],
+            |row| row.get(0),
+        )?;
     if let Some(limit) = max_secrets {
-        let live: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM secret_versions WHERE secret_id = $1 AND deleted = 0)",
-        )
-        .bind(&secret_id)
-        .fetch_one(&mut **tx)
-        .await?;
+        let live: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM secret_versions WHERE secret_id = ?1 AND deleted = 0)",
+            )?
+            .query_row([&secret_id], |row| row.get(0))?;
         if !live {
-            let count: i64 = sqlx::query_scalar(LIVE_SECRETS)
-                .fetch_one(&mut **tx)
-                .await?;
+            let count: i64 = conn
+                .prepare_cached(LIVE_SECRETS)?
+                .query_row([], |row| row.get(0))?;
             if to_u64("secrets", count)? >= limit {
-                // Dropping the transaction rolls back the secret row inserted above.
+                // The error rolls the write back to its savepoint, secret row included.
                 return Err(StorageError::LimitReached {
                     resource: "secrets",
                     limit,
@@ -731,33 +805,51 @@ async fn insert_version(
         }
     }
     // The CMEK flag comes from the vault in this statement, not from the caller.
-    let inserted = sqlx::query(
-        "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
-         envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
-         created_by, created_at, cmek_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-         0, 0, 0, $10, $11, (SELECT cmek_fingerprint FROM vaults WHERE id = $12)) \
-         RETURNING cmek_fingerprint",
-    )
-    .bind(&v.version_id)
-    .bind(&secret_id)
-    .bind(to_i64(v.version)?)
-    .bind(&v.secret_type)
-    .bind(&v.custody_mode)
-    .bind(&v.envelope)
-    .bind(&v.metadata)
-    .bind(v.expires_at)
-    .bind(v.max_access_count.map(to_i64).transpose()?)
-    .bind(&v.created_by)
-    .bind(v.created_at)
-    .bind(&v.vault_id)
-    .fetch_one(&mut **tx)
-    .await;
-    let cmek_fingerprint: Option<String> = match inserted {
-        Ok(row) => row.try_get("cmek_fingerprint")?,
-        Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO secret_versions (id, secret_id, version, secret_type, custody_mode, \
+             envelope, metadata, expires_at, max_access_count, access_count, disabled, deleted, \
+             created_by, created_at, cmek_fingerprint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+             ?9, 0, 0, 0, ?10, ?11, (SELECT cmek_fingerprint FROM vaults WHERE id = ?12)) \
+             RETURNING cmek_fingerprint",
+        )?
+        .query_row(
+            rusqlite::params![
+                v.version_id,
+                secret_id,
+                to_i64(v.version)?,
+                v.secret_type,
+                v.custody_mode,
+                v.envelope,
+                v.metadata,
+                v.expires_at,
+                v.max_access_count.map(to_i64).transpose()?,
+                v.created_by,
+                v.created_at,
+                v.vault_id,
+            ],
+            |row| row.get::<_, Option<String>>(0),
+        );
+    let cmek_fingerprint = match inserted {
+        Ok(fingerprint) => fingerprint,
+        Err(e) if is_unique_violation_direct(&e) => return Err(StorageError::Conflict),
         Err(e) => return Err(e.into()),
     };
-    insert_shares(tx, &v.vault_id, &v.version_id, &new.shares).await?;
+    // One prepared statement per share: a direct write pays no round trip per statement.
+    let mut insert_share = conn.prepare_cached(
+        "INSERT INTO secret_dek_shares (vault_id, secret_version_id, slot, provider, blob, state) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for share in &new.shares {
+        insert_share.execute(rusqlite::params![
+            v.vault_id,
+            v.version_id,
+            i64::from(share.slot),
+            share.provider,
+            share.blob,
+            share_state(share),
+        ])?;
+    }
     let mut stored = v.clone();
     stored.cmek_fingerprint = cmek_fingerprint;
     stored.secret_id = secret_id;
@@ -765,6 +857,15 @@ async fn insert_version(
     stored.disabled = false;
     stored.deleted = false;
     Ok(stored)
+}
+
+/// The `state` column of a share row: `pending` until its provider has wrapped it.
+fn share_state(share: &ShareRecord) -> &'static str {
+    if share.blob.is_some() {
+        "stored"
+    } else {
+        "pending"
+    }
 }
 
 fn wallet(row: &SqliteRow) -> Result<WalletRecord, StorageError> {
@@ -815,18 +916,13 @@ async fn insert_shares(
     }
     let mut query = sqlx::query(&sql);
     for share in shares {
-        let state = if share.blob.is_some() {
-            "stored"
-        } else {
-            "pending"
-        };
         query = query
             .bind(vault_id)
             .bind(version_id)
             .bind(i64::from(share.slot))
             .bind(&share.provider)
             .bind(share.blob.as_deref())
-            .bind(state);
+            .bind(share_state(share));
     }
     query.execute(&mut **tx).await?;
     Ok(())
@@ -1186,16 +1282,12 @@ impl Storage for SqliteStorage {
     ) -> Result<VersionRecord, StorageError> {
         let (new, audit) = (new.clone(), audit.clone());
         let sealer = self.sealer.clone();
+        // A direct write: its five to seven statements cost no round trip each.
         self.writer
-            .write(move |mut tx| {
-                Box::pin(async move {
-                    let new: &NewVersion = &new;
-                    let audit: &NewAuditEvent = &audit;
-                    let stored = insert_version(&mut tx, new, max_secrets).await?;
-                    sealer.append(&mut tx, audit).await?;
-                    tx.commit().await?;
-                    Ok(stored)
-                })
+            .write_direct(move |conn| {
+                let stored = insert_version_direct(conn, &new, max_secrets)?;
+                sealer.append_direct(conn, &audit)?;
+                Ok(stored)
             })
             .await
     }
@@ -1215,65 +1307,56 @@ impl Storage for SqliteStorage {
         );
         let sealer = self.sealer.clone();
         self.writer
-            .write(move |mut tx| {
-                Box::pin(async move {
-                    let new: &NewVersion = &new;
-                    let wallet: &WalletRecord = &wallet;
-                    let replaces: Option<&str> = replaces.as_deref();
-                    let audit: &NewAuditEvent = &audit;
-                    if let Some(old) = replaces {
-                        let done = sqlx::query(
-                            "UPDATE treasury_wallets SET is_active = 0, deactivated_at = $1 \
-                             WHERE id = $2 AND is_active = 1",
-                        )
-                        .bind(wallet.created_at)
-                        .bind(old)
-                        .execute(&mut *tx)
-                        .await?;
-                        if done.rows_affected() != 1 {
-                            // Rotated or deleted by a concurrent request.
-                            return Err(StorageError::Conflict);
-                        }
+            .write_direct(move |conn| {
+                if let Some(old) = &replaces {
+                    let done = conn
+                        .prepare_cached(
+                            "UPDATE treasury_wallets SET is_active = 0, deactivated_at = ?1 \
+                             WHERE id = ?2 AND is_active = 1",
+                        )?
+                        .execute(rusqlite::params![wallet.created_at, old])?;
+                    if done != 1 {
+                        // Rotated or deleted by a concurrent request.
+                        return Err(StorageError::Conflict);
                     }
-                    // Treasury keys are not user secrets: no secret quota applies.
-                    let stored = insert_version(&mut tx, new, None).await?;
-                    if replaces.is_some() {
-                        // The replaced key must not be readable any more: every older version goes.
-                        sqlx::query(
-                            "UPDATE secret_versions SET deleted = 1 WHERE secret_id = $1 AND version < $2",
-                        )
-                        .bind(&stored.secret_id)
-                        .bind(to_i64(stored.version)?)
-                        .execute(&mut *tx)
-                        .await?;
+                }
+                // Treasury keys are not user secrets: no secret quota applies.
+                let stored = insert_version_direct(conn, &new, None)?;
+                if replaces.is_some() {
+                    // The replaced key must not be readable any more: every older version goes.
+                    conn.prepare_cached(
+                        "UPDATE secret_versions SET deleted = 1 WHERE secret_id = ?1 AND version < ?2",
+                    )?
+                    .execute(rusqlite::params![stored.secret_id, to_i64(stored.version)?])?;
+                }
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO treasury_wallets (id, user_id, vault_id, chain, curve, \
+                         public_key_hex, address, is_active, secret_path, secret_version, \
+                         created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10)",
+                    )?
+                    .execute(rusqlite::params![
+                        wallet.id,
+                        wallet.user_id,
+                        wallet.vault_id,
+                        wallet.chain,
+                        wallet.curve,
+                        wallet.public_key_hex,
+                        wallet.address,
+                        wallet.secret_path,
+                        to_i64(wallet.secret_version)?,
+                        wallet.created_at,
+                    ]);
+                match inserted {
+                    Ok(_) => {}
+                    // The chain already has an active wallet (a concurrent generate).
+                    Err(e) if is_unique_violation_direct(&e) => {
+                        return Err(StorageError::Conflict);
                     }
-                    let inserted = sqlx::query(
-                        "INSERT INTO treasury_wallets (id, user_id, vault_id, chain, curve, public_key_hex, \
-                         address, is_active, secret_path, secret_version, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
-                    )
-                    .bind(&wallet.id)
-                    .bind(&wallet.user_id)
-                    .bind(&wallet.vault_id)
-                    .bind(&wallet.chain)
-                    .bind(&wallet.curve)
-                    .bind(&wallet.public_key_hex)
-                    .bind(&wallet.address)
-                    .bind(&wallet.secret_path)
-                    .bind(to_i64(wallet.secret_version)?)
-                    .bind(wallet.created_at)
-                    .execute(&mut *tx)
-                    .await;
-                    match inserted {
-                        Ok(_) => {}
-                        // The chain already has an active wallet (a concurrent generate).
-                        Err(e) if is_unique_violation(&e) => return Err(StorageError::Conflict),
-                        Err(e) => return Err(e.into()),
-                    }
-                    sealer.append(&mut tx, audit).await?;
-                    tx.commit().await?;
-                    Ok(stored)
-                })
+                    Err(e) => return Err(e.into()),
+                }
+                sealer.append_direct(conn, &audit)?;
+                Ok(stored)
             })
             .await
     }
@@ -1468,21 +1551,22 @@ impl Storage for SqliteStorage {
     ) -> Result<bool, StorageError> {
         let (version_id, audit) = (version_id.to_owned(), audit.clone());
         let sealer = self.sealer.clone();
+        // A direct write: every read makes one, so its statements cost no round trips.
         self.writer
-            .write(move |mut tx| {
-                Box::pin(async move {
-                    let version_id: &str = &version_id;
-                    let audit: &NewAuditEvent = &audit;
-                    // One conditional UPDATE: concurrent reads cannot together exceed the maximum.
-                    let done = sqlx::query(
-                        "UPDATE secret_versions SET access_count = access_count + 1 WHERE id = $1 \
-                     AND (max_access_count IS NULL OR access_count < max_access_count)",
-                    )
-                    .bind(version_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    sealer.commit_if(tx, audit, done.rows_affected() == 1).await
-                })
+            .write_direct(move |conn| {
+                // One conditional UPDATE: concurrent reads cannot together exceed the maximum.
+                let counted = conn
+                    .prepare_cached(
+                        "UPDATE secret_versions SET access_count = access_count + 1 WHERE id = ?1 \
+                         AND (max_access_count IS NULL OR access_count < max_access_count)",
+                    )?
+                    .execute([&version_id])?;
+                // Nothing changed: no event (it must not claim a success).
+                if counted != 1 {
+                    return Ok(false);
+                }
+                sealer.append_direct(conn, &audit)?;
+                Ok(true)
             })
             .await
     }
