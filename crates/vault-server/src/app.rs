@@ -287,7 +287,7 @@ impl VaultServer {
         }
         let (secret, record) = new_api_key(crate::audit::routes::AUDIT_ADMIN, "admin", None)?;
         let event = NewAuditEvent {
-            id: crate::ids::new_id().map_err(ServerError::Random)?,
+            id: crate::ids::new_event_id().map_err(ServerError::Random)?,
             occurred_at: now_millis(),
             request_id: "bootstrap".into(),
             actor_type: "system".into(),

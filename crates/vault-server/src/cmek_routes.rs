@@ -420,7 +420,7 @@ fn job_event(
     detail.insert("old_fingerprint".into(), json!(job.old_fingerprint));
     detail.insert("new_fingerprint".into(), json!(job.new_fingerprint));
     Ok(NewAuditEvent {
-        id: crate::ids::new_id().map_err(AuditError::Random)?,
+        id: crate::ids::new_event_id().map_err(AuditError::Random)?,
         occurred_at: now_millis(),
         request_id: request_id.to_owned(),
         actor_type: "system".into(),

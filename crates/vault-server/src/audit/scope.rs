@@ -91,7 +91,7 @@ impl AuditScope {
     }
 
     fn event(&self, outcome: &str, status: Option<u16>) -> Result<NewAuditEvent, ApiError> {
-        let id = crate::ids::new_id().map_err(|e| internal("random id", &e))?;
+        let id = crate::ids::new_event_id().map_err(|e| internal("random id", &e))?;
         let state = self.lock();
         let mut detail = state.detail.clone();
         if let Some(status) = status {

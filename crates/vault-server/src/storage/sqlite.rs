@@ -2311,7 +2311,96 @@ impl Storage for SqliteStorage {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use super::*;
+
+    fn event(n: u32) -> NewAuditEvent {
+        NewAuditEvent {
+            id: format!("00000000-0000-4000-8000-{n:012}"),
+            occurred_at: i64::from(n),
+            request_id: format!("r{n}"),
+            actor_type: "user".into(),
+            actor_id: "admin".into(),
+            action: "secret.read".into(),
+            resource_type: "secret".into(),
+            resource_id: format!("s{n}"),
+            vault_id: Some("v1".into()),
+            outcome: "success".into(),
+            detail: "{}".into(),
+        }
+    }
+
+    // Migration 0030 rebuilds `audit_events` (seq becomes the rowid: no index of its own): a
+    // chain written under the old schema must come through whole and keep verifying, and new
+    // events (appended by a direct write) must link to it.
+    #[tokio::test]
+    async fn the_audit_table_rebuild_keeps_an_existing_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Arc::new(AuditKey::from_bytes([9; 32]));
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join(DB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        {
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            let mut before = sqlx::migrate!("./migrations/sqlite");
+            before.migrations = Cow::Owned(
+                before
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version < 30)
+                    .cloned()
+                    .collect(),
+            );
+            before.run(&pool).await.unwrap();
+            for n in 1..=3 {
+                let mut tx = pool.begin().await.unwrap();
+                append(&mut tx, &key, &event(n)).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            pool.close().await;
+        }
+        let storage = SqliteStorage::open_with_audit_key(dir.path(), Arc::clone(&key))
+            .await
+            .unwrap();
+        let sealer = storage.sealer.clone();
+        storage
+            .writer
+            .write_direct(move |conn| sealer.append_direct(conn, &event(4)))
+            .await
+            .unwrap();
+        let events = storage.audit_chain(1, 100).await.unwrap();
+        let ids: Vec<&str> = events
+            .iter()
+            .map(|e| e.event.resource_id.as_str())
+            .collect();
+        assert_eq!(ids, ["s1", "s2", "s3", "s4"]);
+        let verifying = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
+        let report = crate::audit::verify_chain(&events, None, Some(&key), &[], &verifying, true);
+        assert!(report.chain_valid, "{report:?}");
+        assert_eq!(report.events_verified, 4);
+        assert_eq!(storage.audit_head().await.unwrap().0, 4);
+        // The new shape: `seq` is the rowid (no separate key index); `id` stays unique.
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events' \
+             ORDER BY name",
+        )
+        .fetch_all(&storage.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "audit_events_by_actor",
+                "audit_events_by_resource",
+                "audit_events_by_time",
+                "audit_events_by_vault",
+                "sqlite_autoindex_audit_events_1"
+            ]
+        );
+        storage.close().await;
+    }
 
     #[tokio::test]
     async fn a_second_store_on_the_same_data_directory_is_refused_until_the_first_closes() {
