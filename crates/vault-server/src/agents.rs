@@ -20,7 +20,7 @@ use crate::auth::{AGENT_KEY_PREFIX, ApiKeySecret, hash_api_key};
 use crate::dto::SecretText;
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiError, Problem, internal};
-use crate::routes::{Principal, owned_vault, quota_or_storage_error};
+use crate::routes::{Principal, owned_vault, quota_or_storage_error, storage_error};
 use crate::storage::{AgentRecord, Storage, StorageError};
 use crate::time::{now_millis, parse_rfc3339, rfc3339};
 use crate::{ids, validate};
@@ -140,10 +140,6 @@ fn agent_json(agent: &AgentRecord) -> Agent {
         created_by: agent.created_by.clone(),
         created_at: rfc3339(agent.created_at),
     }
-}
-
-fn storage_error(err: StorageError) -> ApiError {
-    internal("storage failure", &err)
 }
 
 #[utoipa::path(

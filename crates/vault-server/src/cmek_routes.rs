@@ -36,7 +36,7 @@ use crate::audit::{AuditError, NewAuditEvent};
 use crate::cmek::{CmekError, CmekKey, cmek_decrypt, cmek_encrypt, is_fingerprint};
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiError, Problem, internal};
-use crate::routes::{Principal, custody_error, owned_vault, vault_json};
+use crate::routes::{Principal, custody_error, owned_vault, storage_error, vault_json};
 use crate::storage::{CmekJobRecord, CmekJobStatus, ShareRecord, StorageError, VersionRecord};
 use crate::time::{now_millis, rfc3339};
 
@@ -105,10 +105,6 @@ fn job_json(job: &CmekJobRecord) -> CmekJob {
         created_at: rfc3339(job.created_at),
         updated_at: rfc3339(job.updated_at),
     }
-}
-
-fn storage_error(err: StorageError) -> ApiError {
-    internal("storage failure", &err)
 }
 
 fn fingerprint(field: &str, text: &str) -> Result<String, ApiError> {

@@ -15,8 +15,8 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::ids;
 use crate::policy::validate_pattern;
 use crate::problem::{ApiError, Problem, internal};
-use crate::routes::{Principal, owned_vault};
-use crate::storage::{PolicyRecord, StorageError};
+use crate::routes::{Principal, owned_vault, storage_error};
+use crate::storage::PolicyRecord;
 use crate::time::{now_millis, parse_rfc3339, rfc3339};
 
 /// The widest priority range (keeps arithmetic and storage trivially safe).
@@ -81,10 +81,6 @@ fn policy_json(p: &PolicyRecord) -> Policy {
         created_at: rfc3339(p.created_at),
         updated_at: rfc3339(p.updated_at),
     }
-}
-
-fn storage_error(err: StorageError) -> ApiError {
-    internal("storage failure", &err)
 }
 
 /// The validated rule of a request: (pattern, type, id, permissions, effect, priority, expiry).

@@ -1656,3 +1656,23 @@ pub(crate) async fn rotate_secret(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Every route maps storage errors through `storage_error` (agents, policies, CMEK and
+    // audit routes included): a write the store could not commit is a 503 "retry", anything
+    // else an opaque 500.
+    #[test]
+    fn an_uncommitted_write_is_unavailable_and_other_failures_are_internal() {
+        assert!(matches!(
+            storage_error(StorageError::Unavailable("the batch failed".into())),
+            ApiError::Unavailable(_)
+        ));
+        assert!(matches!(
+            storage_error(StorageError::Conflict),
+            ApiError::Internal
+        ));
+    }
+}

@@ -26,7 +26,7 @@ use super::{
 use crate::app::{AppState, State};
 use crate::extract::ApiQuery;
 use crate::problem::{ApiError, Problem, internal};
-use crate::routes::Principal;
+use crate::routes::{Principal, storage_error};
 use crate::storage::{AuditQuery, StorageError};
 use crate::time::{now_millis, parse_rfc3339};
 
@@ -111,10 +111,6 @@ pub(crate) struct AuditPublicKey {
     key_id: String,
     /// The audit scheme.
     scheme: String,
-}
-
-fn storage_error(err: StorageError) -> ApiError {
-    internal("storage failure", &err)
 }
 
 fn time(name: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
