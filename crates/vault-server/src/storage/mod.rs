@@ -1,6 +1,7 @@
 //! The storage trait and its records. The server's handlers see only this trait; SQLite (the
 //! embedded default) and PostgreSQL (several replicas) implement it and pass the same test suite.
 
+mod direct_read;
 mod group_commit;
 mod postgres;
 mod read_cache;

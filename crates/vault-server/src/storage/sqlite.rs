@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use super::direct_read::DirectReaders;
 use super::group_commit::GroupCommit;
 use super::read_cache::ReadCache;
 use super::{
@@ -58,6 +59,8 @@ fn readers() -> u32 {
 pub struct SqliteStorage {
     /// Reads. Every write goes through `writer` instead.
     pool: SqlitePool,
+    /// The read on every secret read's path (a version with its shares), without sqlx.
+    direct: Arc<DirectReaders>,
     /// The one connection that writes, committing queued writes in batches (group commit).
     writer: GroupCommit,
     /// Seals audit events inside writes.
@@ -260,9 +263,11 @@ impl SqliteStorage {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let direct = Arc::new(DirectReaders::new(options.get_filename()));
         let writer = GroupCommit::start(options).await?;
         Ok(SqliteStorage {
             pool,
+            direct,
             writer,
             sealer: Sealer {
                 key: audit_key,
@@ -478,29 +483,56 @@ fn vault(row: &SqliteRow) -> Result<VaultRecord, StorageError> {
     })
 }
 
-fn version_of(row: &SqliteRow) -> Result<VersionRecord, StorageError> {
+/// The columns of a result row, from sqlx or from rusqlite (direct reads): one decoder per
+/// record serves both.
+trait Columns {
+    /// The column `name`, decoded as `T` by either library.
+    fn column<T>(&self, name: &str) -> Result<T, StorageError>
+    where
+        T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>;
+}
+
+impl Columns for SqliteRow {
+    fn column<T>(&self, name: &str) -> Result<T, StorageError>
+    where
+        T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+    {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn column<T>(&self, name: &str) -> Result<T, StorageError>
+    where
+        T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+    {
+        Ok(self.get(name)?)
+    }
+}
+
+fn version_of(row: &impl Columns) -> Result<VersionRecord, StorageError> {
     const T: &str = "secret_versions";
     Ok(VersionRecord {
-        secret_id: row.try_get("secret_id")?,
-        version_id: row.try_get("version_id")?,
-        vault_id: row.try_get("vault_id")?,
-        path: row.try_get("path")?,
-        version: to_u64(T, row.try_get("version")?)?,
-        secret_type: row.try_get("secret_type")?,
-        custody_mode: row.try_get("custody_mode")?,
-        envelope: row.try_get("envelope")?,
-        metadata: row.try_get("metadata")?,
-        expires_at: row.try_get("expires_at")?,
+        secret_id: row.column("secret_id")?,
+        version_id: row.column("version_id")?,
+        vault_id: row.column("vault_id")?,
+        path: row.column("path")?,
+        version: to_u64(T, row.column("version")?)?,
+        secret_type: row.column("secret_type")?,
+        custody_mode: row.column("custody_mode")?,
+        envelope: row.column("envelope")?,
+        metadata: row.column("metadata")?,
+        expires_at: row.column("expires_at")?,
         max_access_count: row
-            .try_get::<Option<i64>, _>("max_access_count")?
+            .column::<Option<i64>>("max_access_count")?
             .map(|v| to_u64(T, v))
             .transpose()?,
-        access_count: to_u64(T, row.try_get("access_count")?)?,
-        disabled: row.try_get::<i64, _>("disabled")? != 0,
-        deleted: row.try_get::<i64, _>("deleted")? != 0,
-        created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
-        cmek_fingerprint: row.try_get("cmek_fingerprint")?,
+        access_count: to_u64(T, row.column("access_count")?)?,
+        disabled: row.column::<i64>("disabled")? != 0,
+        deleted: row.column::<i64>("deleted")? != 0,
+        created_by: row.column("created_by")?,
+        created_at: row.column("created_at")?,
+        cmek_fingerprint: row.column("cmek_fingerprint")?,
     })
 }
 
@@ -1418,39 +1450,38 @@ impl Storage for SqliteStorage {
         version: Option<u64>,
     ) -> Result<Option<(VersionRecord, Vec<ShareRecord>)>, StorageError> {
         // One statement, so the version and its shares come from one snapshot (a CMEK
-        // rotation rewrites both together), and one round trip to the connection's thread: this
-        // is on the path of every read.
+        // rotation rewrites both together). This is on the path of every read: it runs on a
+        // direct read connection, on this thread (see `direct_read`).
         let version = version.map(to_i64).transpose()?;
-        let rows = sqlx::query(&format!(
-            "SELECT {VERSION_COLUMNS}, d.slot AS share_slot, d.provider AS share_provider, \
-             d.blob AS share_blob FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
-             LEFT JOIN secret_dek_shares d ON d.secret_version_id = v.id \
-             WHERE s.vault_id = $1 AND s.path = $2 AND v.version = COALESCE($3, \
-             (SELECT MAX(latest.version) FROM secret_versions latest \
-              WHERE latest.secret_id = s.id)) \
-             ORDER BY d.slot"
-        ))
-        .bind(vault_id)
-        .bind(path)
-        .bind(version)
-        .fetch_all(&self.pool)
-        .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let record = version_of(first)?;
-        let mut shares = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let Some(slot) = row.try_get::<Option<i64>, _>("share_slot")? else {
-                continue;
+        self.direct.read(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS}, d.slot AS share_slot, d.provider AS share_provider, \
+                 d.blob AS share_blob FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+                 LEFT JOIN secret_dek_shares d ON d.secret_version_id = v.id \
+                 WHERE s.vault_id = ?1 AND s.path = ?2 AND v.version = COALESCE(?3, \
+                 (SELECT MAX(latest.version) FROM secret_versions latest \
+                  WHERE latest.secret_id = s.id)) \
+                 ORDER BY d.slot"
+            ))?;
+            let mut rows = statement.query(rusqlite::params![vault_id, path, version])?;
+            let Some(first) = rows.next()? else {
+                return Ok(None);
             };
-            shares.push(share_record(
-                slot,
-                row.try_get("share_provider")?,
-                row.try_get("share_blob")?,
-            )?);
-        }
-        Ok(Some((record, shares)))
+            let record = version_of(first)?;
+            let mut shares = Vec::new();
+            let mut row = Some(first);
+            while let Some(current) = row {
+                if let Some(slot) = current.column::<Option<i64>>("share_slot")? {
+                    shares.push(share_record(
+                        slot,
+                        current.column("share_provider")?,
+                        current.column("share_blob")?,
+                    )?);
+                }
+                row = rows.next()?;
+            }
+            Ok(Some((record, shares)))
+        })
     }
 
     async fn list_versions(
@@ -2298,7 +2329,8 @@ impl Storage for SqliteStorage {
 
     async fn close(&self) {
         // Closing waits for the queued writes and the connections, so the WAL is checkpointed
-        // cleanly.
+        // cleanly (by the last connection to close: the direct readers go first).
+        self.direct.close();
         self.writer.close().await;
         self.pool.close().await;
         // Released now rather than when the last clone drops: a closed store writes nothing,
