@@ -501,12 +501,24 @@ impl Columns for SqliteRow {
     }
 }
 
-impl Columns for rusqlite::Row<'_> {
+/// A rusqlite row with its statement's column names, read once per statement: rusqlite's own
+/// lookup by name asks SQLite for every column's name (and measures it) on each call.
+struct NamedRow<'a> {
+    row: &'a rusqlite::Row<'a>,
+    names: &'a [String],
+}
+
+impl Columns for NamedRow<'_> {
     fn column<T>(&self, name: &str) -> Result<T, StorageError>
     where
         T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
     {
-        Ok(self.get(name)?)
+        let index = self
+            .names
+            .iter()
+            .position(|column| column == name)
+            .ok_or_else(|| rusqlite::Error::InvalidColumnName(name.to_owned()))?;
+        Ok(self.row.get(index)?)
     }
 }
 
@@ -1463,14 +1475,21 @@ impl Storage for SqliteStorage {
                   WHERE latest.secret_id = s.id)) \
                  ORDER BY d.slot"
             ))?;
+            let names: Vec<String> = statement
+                .column_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let names = names.as_slice();
             let mut rows = statement.query(rusqlite::params![vault_id, path, version])?;
             let Some(first) = rows.next()? else {
                 return Ok(None);
             };
-            let record = version_of(first)?;
+            let record = version_of(&NamedRow { row: first, names })?;
             let mut shares = Vec::new();
             let mut row = Some(first);
-            while let Some(current) = row {
+            while let Some(found) = row {
+                let current = NamedRow { row: found, names };
                 if let Some(slot) = current.column::<Option<i64>>("share_slot")? {
                     shares.push(share_record(
                         slot,
