@@ -326,6 +326,9 @@ impl Combiner {
     /// [`interpolate`](Combiner::interpolate) for short shares: the basis shares' y-values
     /// were copied once into `rows` (all but the last as inputs, the last as base), and both
     /// the result and each surplus share's prediction are one small kernel call.
+    // Always inlined: returned through a call, the 40-byte result was written with a one-byte
+    // tag and copied out with 16-byte loads, a failed store-to-load forward.
+    #[inline(always)]
     fn interpolate_small<S: AsShareRef>(
         &self,
         rows: &SmallRows<'_>,
@@ -370,11 +373,29 @@ impl Combiner {
         surplus: &[S],
         out: &mut [u8],
     ) -> Result<(), Error> {
-        let mut xs = [0u8; 255];
-        for (x, share) in xs.iter_mut().zip(basis) {
-            *x = share.as_share_ref().index().get();
+        // The x-coordinates, in a buffer sized for the common small thresholds (clearing 255
+        // bytes for two shares cost as much as the 32-byte product itself).
+        if basis.len() <= MAX_COLS {
+            let mut xs = [0u8; MAX_COLS];
+            let xs = points(&mut xs, basis);
+            self.interpolate_points(basis, xs, at, surplus, out)
+        } else {
+            let mut xs = [0u8; 255];
+            let xs = points(&mut xs, basis);
+            self.interpolate_points(basis, xs, at, surplus, out)
         }
-        let xs = xs.get(..basis.len()).unwrap_or_default();
+    }
+
+    /// [`interpolate_large`](Combiner::interpolate_large) once the basis x-coordinates `xs`
+    /// are gathered.
+    fn interpolate_points<S: AsShareRef>(
+        &self,
+        basis: &[S],
+        xs: &[u8],
+        at: u8,
+        surplus: &[S],
+        out: &mut [u8],
+    ) -> Result<(), Error> {
         self.evaluate(basis, xs, at, out).and_then(|()| {
             let mut consistent = Choice::from(1);
             for share in surplus {
@@ -399,9 +420,14 @@ impl Combiner {
         at: u8,
         out: &mut [u8],
     ) -> Result<(), Error> {
+        let len = out.len();
+        if basis.len() <= MAX_COLS {
+            let mut lambdas = [0u8; MAX_COLS];
+            lagrange_vartime(xs, at, &mut lambdas);
+            return combine_range(self.engine, basis, &lambdas, 0..len, out);
+        }
         let mut lambdas = [0u8; 255];
         lagrange_vartime(xs, at, &mut lambdas);
-        let len = out.len();
         // With at most 8 shares there is one pass over the whole length; more shares are
         // combined in groups of 8, accumulating chunk by chunk so the output stays in cache.
         let chunk = if basis.len() <= MAX_COLS { len } else { CHUNK };
@@ -441,8 +467,19 @@ impl Combiner {
     }
 }
 
+/// The x-coordinates of `basis`, written to the front of `buf` (which has room for them).
+fn points<'a, S: AsShareRef>(buf: &'a mut [u8], basis: &[S]) -> &'a [u8] {
+    for (x, share) in buf.iter_mut().zip(basis) {
+        *x = share.as_share_ref().index().get();
+    }
+    buf.get(..basis.len()).unwrap_or_default()
+}
+
 /// The basis shares' y-values packed for the small kernel (the last share as the base row),
 /// if they are short enough and few enough. Shares were validated: all are `len` bytes long.
+// Always inlined: returned through a call, the rows' three words were stored one by one and
+// copied with a 16-byte load, a failed store-to-load forward.
+#[inline(always)]
 fn small_rows<'a, S: AsShareRef>(
     buf: &'a mut [u8],
     basis: &[S],
@@ -470,7 +507,7 @@ fn first_cols(lambdas: &[u8; MAX_COLS + 1]) -> &[u8; MAX_COLS] {
 fn combine_range<S: AsShareRef>(
     engine: Engine,
     shares: &[S],
-    lambdas: &[u8; 255],
+    lambdas: &[u8],
     range: core::ops::Range<usize>,
     out: &mut [u8],
 ) -> Result<(), Error> {

@@ -1,5 +1,6 @@
 //! Shares and the small public types around them.
 
+use core::cell::RefCell;
 use core::fmt;
 use core::num::NonZeroU8;
 
@@ -236,6 +237,9 @@ pub(crate) fn zeroed_vec(len: usize) -> Vec<u8> {
 /// One share: a public x-coordinate and secret y-values, one per byte of the secret.
 ///
 /// The bytes live on the heap, encoded as `x ‖ y`, and are wiped when the share is dropped.
+/// The wiped buffer of a short share (a secret of at most 64 bytes) may then be kept by the
+/// dropping thread, up to 16 of them, for its next share of the same length instead of going
+/// back to the allocator: it holds only zeros by then, and is never shared by two live shares.
 /// There is no `Clone`, `Deref` or `AsRef<[u8]>`: the y-values are read through
 /// [`Share::expose_secret`] and the encoding through [`Share::to_bytes`], each a deliberate,
 /// greppable call. `Debug` prints the index and length only. Equality compares the y-values in
@@ -287,16 +291,55 @@ impl Share {
         Ok(share)
     }
 
-    /// A share of `len` zero y-bytes at `index`, to be filled in place.
+    /// A share of `len` zero y-bytes at `index`, to be filled in place: a recycled buffer of
+    /// this thread (already all zero, see [`Recycler`]) when one of the right length is free,
+    /// otherwise a fresh allocation.
+    #[inline]
     pub(crate) fn zeroed(index: ShareIndex, len: usize) -> Share {
-        let mut encoded = zeroed_vec(len.saturating_add(1));
+        let size = len.saturating_add(1);
+        let encoded = match Recycler::take(size) {
+            Some(buffer) => buffer,
+            None => zeroed_vec(size).into_boxed_slice(),
+        };
+        Share::with_buffer(index, encoded)
+    }
+
+    /// Shares of `len` zero y-bytes at each of `indices`, in order, to be filled in place: as
+    /// [`Share::zeroed`], with one look into this thread's recycled buffers for all of them.
+    pub(crate) fn zeroed_all(indices: &[ShareIndex], len: usize) -> Vec<Share> {
+        let size = len.saturating_add(1);
+        if size <= RECYCLE_MAX {
+            let recycled = RECYCLED.try_with(|list| {
+                let mut list = list.try_borrow_mut().ok()?;
+                // Built by `collect`, not by pushing in a loop: pushing made the compiler write
+                // the index byte and read it back as part of a wider word, a store-forwarding
+                // stall that cost more than the rest of this function.
+                Some(
+                    indices
+                        .iter()
+                        .map(|index| {
+                            let buffer = list
+                                .pop(size)
+                                .unwrap_or_else(|| zeroed_vec(size).into_boxed_slice());
+                            Share::with_buffer(*index, buffer)
+                        })
+                        .collect::<Vec<Share>>(),
+                )
+            });
+            if let Ok(Some(shares)) = recycled {
+                return shares;
+            }
+        }
+        indices.iter().map(|x| Share::zeroed(*x, len)).collect()
+    }
+
+    /// The share at `index` in `encoded`, an all-zero buffer of `1 + len` bytes.
+    #[inline]
+    fn with_buffer(index: ShareIndex, mut encoded: Box<[u8]>) -> Share {
         if let Some(x) = encoded.first_mut() {
             *x = index.get();
         }
-        Share {
-            index,
-            encoded: encoded.into_boxed_slice(),
-        }
+        Share { index, encoded }
     }
 
     /// Decodes `x ‖ y` (the TSS Internet-Draft's layout and this crate's native one).
@@ -447,6 +490,99 @@ impl Share {
 impl Drop for Share {
     fn drop(&mut self) {
         crate::backend::wipe(&mut self.encoded);
+        // Only now, all zero, may the buffer be handed to a later share of this thread.
+        Recycler::give(core::mem::take(&mut self.encoded));
+    }
+}
+
+/// Encoded shares of at most this many bytes (`x ‖ y` of a secret up to 64 bytes, which covers
+/// every data key) are recycled.
+const RECYCLE_MAX: usize = crate::backend::SMALL_LEN + 1;
+
+/// How many buffers one thread keeps at most: a few splits' worth of 2-of-3 or 3-of-5 shares,
+/// at most about 1 KiB of memory plus the allocator's headers.
+const RECYCLE_SLOTS: usize = 16;
+
+/// A small per-thread free list of share buffers that were wiped when their share was dropped.
+///
+/// Splitting a data key into owned shares is dominated by the allocator: one `malloc` and one
+/// `free` per share cost more than the arithmetic (see the crate README's performance notes).
+/// Short buffers are therefore kept for the next share of the same length on the same thread.
+///
+/// - **Only zeros enter the list.** [`Share`]'s `Drop` wipes the buffer (volatile stores)
+///   before it calls [`Recycler::give`], so the list never holds key material, and a recycled
+///   buffer is exactly as clean as a fresh zeroed one.
+/// - **No sharing.** Every buffer belongs to one share at a time and is moved, never aliased:
+///   one share never keeps another share's bytes alive.
+/// - **Bounded.** At most [`RECYCLE_SLOTS`] buffers of at most [`RECYCLE_MAX`] bytes; anything
+///   else goes back to the allocator. A share dropped on another thread feeds that thread's
+///   list. The list is freed when its thread exits; a share dropped during thread exit, after
+///   the list is gone, is freed directly.
+/// - Lengths are public, so choosing a buffer by length reveals nothing.
+struct Recycler {
+    free: [Option<Box<[u8]>>; RECYCLE_SLOTS],
+    count: usize,
+}
+
+thread_local! {
+    static RECYCLED: RefCell<Recycler> = const {
+        RefCell::new(Recycler {
+            free: [const { None }; RECYCLE_SLOTS],
+            count: 0,
+        })
+    };
+}
+
+impl Recycler {
+    /// A wiped buffer of exactly `size` bytes from this thread's list, if there is one.
+    #[inline]
+    fn take(size: usize) -> Option<Box<[u8]>> {
+        if size > RECYCLE_MAX {
+            return None;
+        }
+        RECYCLED
+            .try_with(|list| list.try_borrow_mut().ok()?.pop(size))
+            .ok()
+            .flatten()
+    }
+
+    /// Keeps `buffer` (already wiped) for a later share, or frees it if it is too long, the
+    /// list is full or this thread's list is already gone.
+    #[inline]
+    fn give(buffer: Box<[u8]>) {
+        if buffer.is_empty() || buffer.len() > RECYCLE_MAX {
+            return;
+        }
+        // If the thread-local is gone the closure is dropped unrun, and the buffer with it.
+        let _ = RECYCLED.try_with(move |list| {
+            if let Ok(mut list) = list.try_borrow_mut() {
+                list.push(buffer);
+            }
+        });
+    }
+
+    /// Removes and returns the most recently given buffer if it has `size` bytes. Only the top
+    /// is looked at: a thread splits keys of one length in practice, and a miss only means an
+    /// allocation.
+    #[inline]
+    fn pop(&mut self, size: usize) -> Option<Box<[u8]>> {
+        let last = self.count.checked_sub(1)?;
+        let slot = self.free.get_mut(last)?;
+        if slot.as_ref().is_some_and(|buffer| buffer.len() == size) {
+            self.count = last;
+            slot.take()
+        } else {
+            None
+        }
+    }
+
+    /// Stores `buffer` if there is room (dropping, hence freeing, it otherwise).
+    #[inline]
+    fn push(&mut self, buffer: Box<[u8]>) {
+        if let Some(slot) = self.free.get_mut(self.count) {
+            *slot = Some(buffer);
+            self.count = self.count.saturating_add(1);
+        }
     }
 }
 
@@ -802,6 +938,39 @@ mod tests {
         assert_ne!(a, Share::from_bytes(&[2, 5, 6]).unwrap());
         assert_ne!(a, Share::from_bytes(&[1, 5, 7]).unwrap());
         assert_ne!(a, Share::from_bytes(&[1, 5, 6, 7]).unwrap());
+    }
+
+    #[test]
+    fn recycled_buffers_come_back_wiped_and_are_bounded() {
+        let x = ShareIndex::new(4).unwrap();
+        let share = Share::new(x, &[0xC3; 32]).unwrap();
+        let address = share.encoded.as_ptr();
+        drop(share);
+        // The next share of the same length on this thread reuses the buffer, all zero.
+        let again = Share::zeroed(x, 32);
+        assert_eq!(again.encoded.as_ptr(), address);
+        assert!(again.expose_secret().iter().all(|&b| b == 0));
+        assert_eq!(again.to_bytes().as_slice()[0], 4);
+        drop(again);
+        // Batches take from the list too, and fall back to the allocator when it runs dry.
+        let many = Share::zeroed_all(&[x; 2 * RECYCLE_SLOTS], 32);
+        assert!(
+            many.iter()
+                .all(|s| s.index() == x && s.expose_secret() == [0u8; 32])
+        );
+        drop(many);
+        RECYCLED.with(|list| {
+            let list = list.borrow();
+            assert_eq!(list.count, RECYCLE_SLOTS);
+            for buffer in list.free.iter().flatten() {
+                assert!(buffer.iter().all(|&b| b == 0));
+            }
+        });
+        // Long shares never enter the list.
+        let long = Share::zeroed(x, RECYCLE_MAX);
+        let before = RECYCLED.with(|list| list.borrow().count);
+        drop(long);
+        assert_eq!(RECYCLED.with(|list| list.borrow().count), before);
     }
 
     #[test]

@@ -95,16 +95,11 @@ impl Splitter {
     fn sequential(threshold: Threshold, shares: u8) -> Splitter {
         let mut splitter = Splitter {
             threshold,
-            indices: [ShareIndex::MIN; 255],
+            indices: SEQUENTIAL,
             count: usize::from(shares),
             powers: Coeffs::ZERO,
             engine: Engine::detect(),
         };
-        for (slot, x) in splitter.indices.iter_mut().zip(1..=shares) {
-            if let Some(x) = ShareIndex::new(x) {
-                *slot = x;
-            }
-        }
         splitter.fill_powers();
         splitter
     }
@@ -346,11 +341,7 @@ impl Splitter {
         if secret.is_empty() {
             return Err(Error::EmptySecret);
         }
-        let mut shares: Vec<Share> = self
-            .indices()
-            .iter()
-            .map(|x| Share::zeroed(*x, secret.len()))
-            .collect();
+        let mut shares = Share::zeroed_all(self.indices(), secret.len());
         self.split_core(secret, shares.as_mut_slice(), rng)?;
         Ok(shares)
     }
@@ -452,17 +443,15 @@ impl Splitter {
         rng: &mut R,
     ) -> Result<(), Error> {
         let degree = self.threshold.count().saturating_sub(1);
-        if secret.len() <= SMALL_LEN && degree <= MAX_COLS {
-            // Two sizes, so that a 32-byte key up to threshold 3 clears and wipes 128 bytes of
-            // stack rather than 576.
-            let mut short = [0u8; SMALL_BUF_SHORT];
-            if let Some(rows) = SmallRows::new(&mut short, secret.len(), degree) {
-                return self.split_small(secret, sink, rng, rows);
-            }
-            let mut long = [0u8; SMALL_BUF];
-            if let Some(rows) = SmallRows::new(&mut long, secret.len(), degree) {
-                return self.split_small(secret, sink, rng, rows);
-            }
+        if let Some(result) = split_small(
+            self.engine,
+            self.threshold,
+            self.indices(),
+            secret,
+            sink,
+            rng,
+        ) {
+            return result;
         }
         let group = degree.min(MAX_COLS);
         let need = secret.len().saturating_mul(group);
@@ -473,30 +462,6 @@ impl Splitter {
         } else {
             self.split_chunked::<LARGE_SCRATCH, O, R>(secret, sink, rng)
         }
-    }
-
-    /// The split of a secret of at most `SMALL_LEN` bytes with a threshold of at most 9: all
-    /// coefficients drawn in one request, then each share evaluated by Horner's rule at its
-    /// x-coordinate, straight into its output.
-    ///
-    /// Random bytes are consumed exactly as by [`split_chunked`](Splitter::split_chunked) for
-    /// such a secret (one row of `len` bytes per degree, 1 to `threshold - 1`, in one request),
-    /// so both paths give the same shares from the same generator.
-    fn split_small<O: ShareSink + ?Sized, R: CryptoRng + ?Sized>(
-        &self,
-        secret: &[u8],
-        sink: &mut O,
-        rng: &mut R,
-        mut rows: SmallRows<'_>,
-    ) -> Result<(), Error> {
-        rng.fill_bytes(rows.inputs_mut());
-        rows.set_row(rows.inputs(), secret)?;
-        for (r, x) in self.indices().iter().enumerate() {
-            if let Some(out) = sink.row(r) {
-                self.engine.horner_small(&rows, x.get(), out)?;
-            }
-        }
-        Ok(())
     }
 
     /// The split, chunk by chunk of the secret and group by group of coefficients, with an
@@ -581,6 +546,106 @@ impl fmt::Debug for Splitter {
             .finish()
     }
 }
+
+/// The split of a secret of at most `SMALL_LEN` bytes with a threshold of at most 9, or `None`
+/// for any other shape: all coefficients drawn in one request into a stack buffer, then each
+/// share evaluated at its x-coordinate straight into its output (by Horner's rule on the SIMD
+/// backends, up to 8 shares at once from shared doublings on the portable one).
+///
+/// Random bytes are consumed exactly as by [`Splitter::split_chunked`] for such a secret (one
+/// row of `len` bytes per degree, 1 to `threshold - 1`, in one request), so both paths give the
+/// same shares from the same generator.
+///
+/// A free function of the engine and the x-coordinates, so that the one-call [`split()`] runs it
+/// without building a [`Splitter`] (whose power table only the chunked path uses).
+// Always inlined, with `split_small_rows`: returned through a call, the 40-byte result was
+// written with a one-byte tag and copied out with 16-byte loads, a failed store-to-load forward
+// that cost a sixth of a 32-byte split.
+#[inline(always)]
+fn split_small<O: ShareSink + ?Sized, R: CryptoRng + ?Sized>(
+    engine: Engine,
+    threshold: Threshold,
+    indices: &[ShareIndex],
+    secret: &[u8],
+    sink: &mut O,
+    rng: &mut R,
+) -> Option<Result<(), Error>> {
+    let degree = threshold.count().saturating_sub(1);
+    if secret.len() > SMALL_LEN || degree > MAX_COLS {
+        return None;
+    }
+    // Two sizes, so that a 32-byte key up to threshold 3 clears and wipes 128 bytes of stack
+    // rather than 576.
+    let mut short = [0u8; SMALL_BUF_SHORT];
+    if let Some(rows) = SmallRows::new(&mut short, secret.len(), degree) {
+        return Some(split_small_rows(engine, indices, secret, sink, rng, rows));
+    }
+    let mut long = [0u8; SMALL_BUF];
+    SmallRows::new(&mut long, secret.len(), degree)
+        .map(|rows| split_small_rows(engine, indices, secret, sink, rng, rows))
+}
+
+/// [`split_small`] once the stack buffer is chosen.
+#[inline(always)]
+fn split_small_rows<O: ShareSink + ?Sized, R: CryptoRng + ?Sized>(
+    engine: Engine,
+    indices: &[ShareIndex],
+    secret: &[u8],
+    sink: &mut O,
+    rng: &mut R,
+    mut rows: SmallRows<'_>,
+) -> Result<(), Error> {
+    rng.fill_bytes(rows.inputs_mut());
+    rows.set_row(rows.inputs(), secret)?;
+    if engine.backend() == Backend::Soft {
+        // The portable kernel evaluates up to 8 shares per call, sharing the multiples of
+        // each coefficient row between them.
+        for (group, xs) in indices.chunks(MAX_ROWS).enumerate() {
+            let mut outputs: [&mut [u8]; MAX_ROWS] = Default::default();
+            let first = group.saturating_mul(MAX_ROWS);
+            let written = sink.rows(first, 0..secret.len(), &mut outputs);
+            let mut x = [0u8; MAX_ROWS];
+            for (slot, index) in x.iter_mut().zip(xs) {
+                *slot = index.get();
+            }
+            engine.split_small(
+                &rows,
+                x.get(..written).unwrap_or_default(),
+                outputs.get_mut(..written).unwrap_or_default(),
+            )?;
+        }
+        return Ok(());
+    }
+    for (r, x) in indices.iter().enumerate() {
+        if let Some(out) = sink.row(r) {
+            engine.horner_small(&rows, x.get(), out)?;
+        }
+    }
+    Ok(())
+}
+
+/// x = 1, 2, …, 255 in order: the x-coordinates of [`split()`] and [`Splitter::new`].
+const SEQUENTIAL: [ShareIndex; 255] = {
+    let mut table = [ShareIndex::MIN; 255];
+    let mut i = 0;
+    while i < 255 {
+        // Evaluated at compile time: `i + 1` is 1 to 255, so the cast is exact, the index is in
+        // bounds and `new` returns `Some` (an error here would fail the build, not a caller).
+        #[allow(
+            clippy::indexing_slicing,
+            clippy::arithmetic_side_effects,
+            clippy::cast_possible_truncation
+        )]
+        if let Some(x) = ShareIndex::new((i + 1) as u8) {
+            table[i] = x;
+        }
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            i += 1;
+        }
+    }
+    table
+};
 
 /// Row `r` of the split's scalars: `x^first_degree, x^(first_degree + 1), …` (`cols` of them)
 /// for the public x-coordinate `x`.
@@ -700,6 +765,27 @@ impl ShareSink for [&mut [u8]] {
 pub fn split(secret: &[u8], threshold: u8, shares: u8) -> Result<Vec<Share>, Error> {
     let threshold = Threshold::try_from(threshold)?;
     check_count(threshold, usize::from(shares))?;
+    if secret.is_empty() {
+        return Err(Error::EmptySecret);
+    }
+    let indices = SEQUENTIAL.get(..usize::from(shares)).unwrap_or_default();
+    // A data key: the small split straight from the x-coordinates, with no `Splitter` to build.
+    if secret.len() <= SMALL_LEN && threshold.count() <= MAX_COLS.saturating_add(1) {
+        let mut out = Share::zeroed_all(indices, secret.len());
+        let small = with_thread_rng(|rng| {
+            split_small(
+                Engine::detect(),
+                threshold,
+                indices,
+                secret,
+                out.as_mut_slice(),
+                rng,
+            )
+        })?;
+        if let Some(result) = small {
+            return result.map(|()| out);
+        }
+    }
     Splitter::sequential(threshold, shares).split(secret)
 }
 

@@ -189,9 +189,29 @@ impl Engine {
         }
     }
 
-    /// The engine for the best supported backend.
+    /// The engine for the best supported backend, detected once per process.
+    ///
+    /// The one-call `split` and `combine` build an engine per call; walking the backends'
+    /// feature checks each time was a measurable part of a 32-byte split.
+    #[inline]
     pub(crate) fn detect() -> Engine {
-        Engine(Backend::detect())
+        use core::sync::atomic::{AtomicU8, Ordering};
+        /// 0 before the first detection, then 1 + the position of the backend in `ALL`. Every
+        /// thread detects the same backend, so a race only repeats the detection.
+        static DETECTED: AtomicU8 = AtomicU8::new(0);
+        let cached = DETECTED.load(Ordering::Relaxed);
+        if let Some(backend) = usize::from(cached)
+            .checked_sub(1)
+            .and_then(|i| Backend::ALL.get(i))
+        {
+            return Engine(*backend);
+        }
+        let backend = Backend::detect();
+        let position = Backend::ALL.iter().position(|b| *b == backend);
+        if let Some(tag) = position.and_then(|i| u8::try_from(i.saturating_add(1)).ok()) {
+            DETECTED.store(tag, Ordering::Relaxed);
+        }
+        Engine(backend)
     }
 
     /// The backend this engine runs.
@@ -264,6 +284,44 @@ impl Engine {
         Ok(())
     }
 
+    /// Every share of a small split at once: `outs[r]` becomes what
+    /// [`horner_small`](Engine::horner_small) computes at `xs[r]`. The portable backend shares
+    /// each coefficient row's multiples between the shares (see `soft::split_small`); the SIMD
+    /// backends run their Horner kernel per share.
+    ///
+    /// Constant time in the row contents; the x-coordinates and the lengths are public.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutputMismatch`] if `xs` and `outs` differ in number, there are more than
+    /// [`MAX_ROWS`], or an output is not as long as the rows (nothing is written).
+    #[inline]
+    pub(crate) fn split_small(
+        self,
+        rows: &SmallRows<'_>,
+        xs: &[u8],
+        outs: &mut [&mut [u8]],
+    ) -> Result<(), Error> {
+        if xs.len() != outs.len() || outs.len() > MAX_ROWS {
+            return Err(Error::OutputMismatch {
+                what: "kernel shape",
+                expected: xs.len().min(MAX_ROWS),
+                found: outs.len(),
+            });
+        }
+        for out in outs.iter() {
+            check_small(rows, out)?;
+        }
+        if self.0 == Backend::Soft {
+            soft::split_small(rows.buf(), rows.len, rows.inputs, xs, outs);
+            return Ok(());
+        }
+        for (x, out) in xs.iter().zip(outs.iter_mut()) {
+            self.horner_small(rows, *x, out)?;
+        }
+        Ok(())
+    }
+
     /// `out = base ^ Σ_c scalars[c] · (in[c] ^ base)` over the small rows: interpolation in
     /// the relative form of [`Init::Relative`].
     ///
@@ -328,7 +386,7 @@ impl<'a> SmallRows<'a> {
     /// Rows for `inputs` input vectors of `len` bytes in `buf` (all zero), or `None` unless
     /// `1 <= len <= SMALL_LEN`, `inputs <= MAX_COLS`, and the last row's block load fits in
     /// `buf`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(buf: &'a mut [u8], len: usize, inputs: usize) -> Option<SmallRows<'a>> {
         if len == 0 || len > SMALL_LEN || inputs > MAX_COLS {
             return None;
@@ -406,25 +464,74 @@ impl Drop for SmallRows<'_> {
     }
 }
 
-/// Overwrites `buf` with zeros in a way the compiler may not remove: volatile 8-byte stores,
-/// then volatile byte stores for the tail, then a compiler fence.
+/// Overwrites `buf` with zeros in a way the compiler may not remove: volatile byte stores up to
+/// an 8-byte boundary, volatile aligned 8-byte stores, volatile byte stores for the tail, then a
+/// compiler fence.
 ///
-/// For the short buffers of shares (a 32-byte key's share is 33 bytes) this is five stores,
-/// where `zeroize`'s slice wipe is a call into `memset` plus an optimization barrier.
+/// For the short buffers of shares (a 32-byte key's share is 33 bytes, in an allocation the
+/// allocator aligns to 16) this is five plain stores, where `zeroize`'s slice wipe is a call
+/// into `memset` plus an optimization barrier. (A volatile store of a `[u8; 8]` compiles to a
+/// round trip through the stack, so the words are written as aligned `u64`s.)
 pub(crate) fn wipe(buf: &mut [u8]) {
-    let (words, tail) = buf.as_chunks_mut::<8>();
-    for word in words {
-        let ptr: *mut [u8; 8] = word;
-        // SAFETY: `ptr` comes from a `&mut [u8; 8]`, so it is valid for writes, aligned for
-        // `[u8; 8]` (alignment 1) and not aliased for the duration of the write.
-        unsafe { core::ptr::write_volatile(ptr, [0u8; 8]) };
-    }
-    for byte in tail {
+    // SAFETY: every bit pattern is a valid `u8` and a valid `u64`, so viewing the aligned middle
+    // of the buffer as `u64`s is sound; `align_to_mut` only hands out aligned, in-bounds,
+    // non-overlapping parts of `buf`.
+    let (head, words, tail) = unsafe { buf.align_to_mut::<u64>() };
+    for byte in head.iter_mut().chain(tail.iter_mut()) {
         let ptr: *mut u8 = byte;
-        // SAFETY: as above, for one byte.
+        // SAFETY: `ptr` comes from a `&mut u8`, so it is valid for writes, aligned and not
+        // aliased for the duration of the write.
+        unsafe { core::ptr::write_volatile(ptr, 0) };
+    }
+    for word in words {
+        let ptr: *mut u64 = word;
+        // SAFETY: `ptr` comes from a `&mut u64`, so it is valid for writes, aligned for `u64`
+        // and not aliased for the duration of the write.
         unsafe { core::ptr::write_volatile(ptr, 0) };
     }
     core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+}
+
+/// Fills `dst` (a whole number of 16-byte blocks) with the big-endian 128-bit counter blocks
+/// `counter`, `counter + 1`, … for AES-CTR, and returns the counter after the last block.
+///
+/// With AVX-512BW, four blocks are formed and byte-swapped per vector store; elsewhere, and for
+/// the blocks where the low 64 bits wrap, block by block. Both write the same bytes (tested
+/// against each other and, through `FastRng`, against NIST's CTR-AES256 vectors). Counters are
+/// public: they are the cipher's input, not its output.
+pub(crate) fn counter_blocks(dst: &mut [u8], counter: u128) -> u128 {
+    let (blocks, _) = dst.as_chunks_mut::<16>();
+    let count = u128::try_from(blocks.len()).unwrap_or(u128::MAX);
+    let done = vector_counter_blocks(blocks.as_flattened_mut(), counter) >> 4;
+    let mut next = counter.wrapping_add(u128::try_from(done).unwrap_or(0));
+    for block in blocks.iter_mut().skip(done) {
+        *block = next.to_be_bytes();
+        next = next.wrapping_add(1);
+    }
+    counter.wrapping_add(count)
+}
+
+/// The vector part of [`counter_blocks`]: how many bytes of whole counter blocks it wrote from
+/// the front of `dst` (0 where there is no vector path).
+#[cfg(all(target_arch = "x86_64", not(gf256_backend = "soft")))]
+fn vector_counter_blocks(dst: &mut [u8], counter: u128) -> usize {
+    // The vector path adds to the low word only, so it runs when that cannot wrap.
+    let hi = u64::try_from(counter >> 64).unwrap_or(0);
+    let lo = u64::try_from(counter & u128::from(u64::MAX)).unwrap_or(0);
+    let blocks = dst.len() >> 4;
+    if u64::try_from(blocks).is_ok_and(|n| lo.checked_add(n).is_some()) && x86::has_counter_blocks()
+    {
+        // SAFETY: `has_counter_blocks` just confirmed AVX-512F and AVX-512BW.
+        unsafe { x86::counter_blocks(dst, hi, lo) }
+    } else {
+        0
+    }
+}
+
+/// The vector part of [`counter_blocks`]: none in this build.
+#[cfg(not(all(target_arch = "x86_64", not(gf256_backend = "soft"))))]
+fn vector_counter_blocks(_dst: &mut [u8], _counter: u128) -> usize {
+    0
 }
 
 /// The scalars of one kernel call: `c[r][col]` multiplies input `col` into output `r`. Entries
@@ -667,6 +774,29 @@ mod tests {
                         engine.horner_small(&rows, x, &mut out).unwrap();
                         assert_eq!(out, expected, "{backend} horner len {len} k {inputs} x {x}");
                     }
+                    // All shares at once (the portable kernel's shared doubling chains), for
+                    // every group size up to MAX_ROWS, against Horner per share.
+                    let xs = [1u8, 2, 3, 4, 5, 0x53, 0xFF, 0x80];
+                    for count in 1..=MAX_ROWS {
+                        let mut outs = vec![vec![0u8; len]; count];
+                        let mut refs: Vec<&mut [u8]> =
+                            outs.iter_mut().map(Vec::as_mut_slice).collect();
+                        engine.split_small(&rows, &xs[..count], &mut refs).unwrap();
+                        for (out, x) in outs.iter().zip(xs) {
+                            let mut expected = vec![0u8; len];
+                            engine.horner_small(&rows, x, &mut expected).unwrap();
+                            assert_eq!(
+                                out, &expected,
+                                "{backend} split len {len} k {inputs} x {x}"
+                            );
+                        }
+                    }
+                    let mut one = vec![0u8; len];
+                    assert!(
+                        engine
+                            .split_small(&rows, &xs[..2], &mut [&mut one])
+                            .is_err()
+                    );
                     let scalars: [u8; MAX_COLS] =
                         bytes(seed ^ 0xABCD, MAX_COLS).try_into().unwrap();
                     let expected: Vec<u8> = (0..len)
@@ -743,12 +873,39 @@ mod tests {
         }
     }
 
+    /// The vector counter fill against block-by-block big-endian counters, at lengths around
+    /// the 4-block vector width and at counters whose low word, or the whole counter, wraps.
+    #[test]
+    fn counter_blocks_match_scalar_counters() {
+        for start in [
+            0u128,
+            0x0123_4567_89AB_CDEF_FEDC_BA98_7654_3210,
+            u128::from(u64::MAX) - 5,
+            u128::MAX - 2,
+            (1u128 << 64) - 64,
+        ] {
+            for blocks in [0usize, 1, 3, 4, 5, 8, 63, 64, 65, 1024] {
+                let mut dst = vec![0xA5u8; blocks * 16];
+                let next = counter_blocks(&mut dst, start);
+                let expected: Vec<u8> = (0..blocks)
+                    .flat_map(|i| start.wrapping_add(i as u128).to_be_bytes())
+                    .collect();
+                assert_eq!(dst, expected, "start {start:#x}, {blocks} blocks");
+                assert_eq!(next, start.wrapping_add(blocks as u128));
+            }
+        }
+    }
+
     #[test]
     fn wipe_clears_every_byte() {
-        for len in 0..40 {
-            let mut buf = vec![0xA5u8; len];
-            wipe(&mut buf);
-            assert!(buf.iter().all(|&b| b == 0), "len {len}");
+        // Every start offset from an 8-byte boundary, so head, words and tail all occur.
+        for offset in 0..8 {
+            for len in 0..40 {
+                let mut buf = vec![0xA5u8; offset + len];
+                wipe(&mut buf[offset..]);
+                assert!(buf[..offset].iter().all(|&b| b == 0xA5), "{offset}+{len}");
+                assert!(buf[offset..].iter().all(|&b| b == 0), "{offset}+{len}");
+            }
         }
     }
 

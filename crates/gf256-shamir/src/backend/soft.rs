@@ -349,12 +349,17 @@ fn dot_n<const C: usize>(
 /// every row of a `SmallRows` has a whole block of buffer behind it).
 // Word by word with fixed-size reads: a loop over `as_chunks` of the run-time remainder
 // compiles to a `memcpy` call, which costs more than the arithmetic on a 32-byte key.
+//
+// One bounds check for the whole block, not one per word: the slice then has a length known at
+// compile time, the loop is unrolled with no branch, and the compiler is free to keep the block
+// in vector registers.
 #[inline(always)]
 fn load_words<const W: usize>(buf: &[u8], off: usize) -> [u64; W] {
     let mut block = [0u64; W];
-    for (i, w) in block.iter_mut().enumerate() {
-        let at = off.saturating_add(i.saturating_mul(8));
-        if let Some(bytes) = buf.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+    let end = off.saturating_add(W.saturating_mul(8));
+    if let Some(bytes) = buf.get(off..end) {
+        let (words, _) = bytes.as_chunks::<8>();
+        for (w, bytes) in block.iter_mut().zip(words) {
             *w = u64::from_le_bytes(*bytes);
         }
     }
@@ -363,7 +368,10 @@ fn load_words<const W: usize>(buf: &[u8], off: usize) -> [u64; W] {
 
 /// Writes the first `out.len()` (at most `8·W`) bytes of `block` to `out`.
 #[inline(always)]
-fn store_words<const W: usize>(out: &mut [u8], block: &[u64; W]) {
+// The block is taken by value: taken by reference, it was written to the stack word by word and
+// copied out in 16-byte moves, each stalling on the two 8-byte stores it overlaps (a failed
+// store-to-load forward, measured as a quarter of the small kernels' time).
+fn store_words<const W: usize>(out: &mut [u8], block: [u64; W]) {
     let (words, tail) = out.as_chunks_mut::<8>();
     let full = words.len();
     // Exactly `W` words (a 32- or 64-byte key): a fixed-size loop, which compiles to plain
@@ -438,7 +446,83 @@ fn horner_words<const W: usize>(buf: &[u8], len: usize, inputs: usize, x: u8, ou
             }
         }
     }
-    store_words(out, &acc);
+    store_words(out, acc);
+}
+
+/// Every share of a small split at once (see `Engine::split_small`): `outs[r] = base ^
+/// Σ_c xs[r]^(c+1) · in[c]` for the rows of `buf` (`inputs` coefficient rows, then the base
+/// row, at stride `len`).
+///
+/// Where Horner's rule per share multiplies every coefficient row by every `x`, this walks each
+/// coefficient row's doubling chain `in[c], x·in[c], x^2·in[c], …` once, as far as the largest
+/// public scalar `xs[r]^(c+1)` needs, and adds each doubling to the shares whose scalar has that
+/// bit set: splitting a 32-byte key 3-of-5 needs 6 block doublings instead of 12.
+pub(super) fn split_small(
+    buf: &[u8],
+    len: usize,
+    inputs: usize,
+    xs: &[u8],
+    outs: &mut [&mut [u8]],
+) {
+    match (len <= BLOCK, xs.len().min(outs.len())) {
+        (true, 1) => split_words::<WORDS, 1>(buf, len, inputs, xs, outs),
+        (true, 2) => split_words::<WORDS, 2>(buf, len, inputs, xs, outs),
+        (true, 3) => split_words::<WORDS, 3>(buf, len, inputs, xs, outs),
+        (true, 4) => split_words::<WORDS, 4>(buf, len, inputs, xs, outs),
+        (true, 5) => split_words::<WORDS, 5>(buf, len, inputs, xs, outs),
+        (true, _) => split_words::<WORDS, MAX_ROWS>(buf, len, inputs, xs, outs),
+        (false, _) => split_words::<{ 2 * WORDS }, MAX_ROWS>(buf, len, inputs, xs, outs),
+    }
+}
+
+/// [`split_small`] with `W`-word rows and room for `R` shares (at most `R` are written).
+#[inline(always)]
+fn split_words<const W: usize, const R: usize>(
+    buf: &[u8],
+    len: usize,
+    inputs: usize,
+    xs: &[u8],
+    outs: &mut [&mut [u8]],
+) {
+    let rows = xs.len().min(outs.len()).min(R);
+    let base = load_words::<W>(buf, inputs.saturating_mul(len));
+    let mut acc = [base; R];
+    // `scalars[r]` is `xs[r]^(c+1)` for the coefficient row `c` being added. Public.
+    let mut scalars = [0u8; R];
+    for (s, x) in scalars.iter_mut().zip(xs) {
+        *s = *x;
+    }
+    for c in 0..inputs {
+        let all = scalars.iter().take(rows).fold(0u8, |all, s| all | s);
+        let mut power = load_words::<W>(buf, c.saturating_mul(len));
+        let mut bit = 1u8;
+        loop {
+            for (a, s) in acc.iter_mut().zip(&scalars).take(rows) {
+                // Branches on a bit of the public scalar only.
+                if s & bit != 0 {
+                    for (a, p) in a.iter_mut().zip(&power) {
+                        *a ^= p;
+                    }
+                }
+            }
+            // The next doubling only if a larger bit is still needed.
+            if bit >= 0x80 || all < bit.wrapping_shl(1) {
+                break;
+            }
+            bit = bit.wrapping_shl(1);
+            for p in &mut power {
+                *p = xtime_word(*p);
+            }
+        }
+        power.zeroize();
+        for (s, x) in scalars.iter_mut().zip(xs).take(rows) {
+            *s = field::mul_vartime(*s, *x);
+        }
+    }
+    for (out, a) in outs.iter_mut().zip(&acc).take(rows) {
+        store_words(out, *a);
+    }
+    acc.iter_mut().for_each(Zeroize::zeroize);
 }
 
 /// `out = base ^ Σ_c scalars[c] · (in[c] ^ base)` over small rows (see `Engine::dot_small`).
@@ -476,7 +560,7 @@ fn dot_words<const W: usize>(
             *a ^= p;
         }
     }
-    store_words(out, &acc);
+    store_words(out, acc);
 }
 
 #[cfg(test)]
