@@ -355,6 +355,12 @@ impl Combiner {
                 .dot_small(rows, first_cols(&lambdas), predicted)?;
             consistent &= ct_eq_bytes(predicted, share.expose_secret());
         }
+        self.consistency(consistent)
+    }
+
+    /// `Ok` if every surplus share agreed with the basis (`consistent`, accumulated in
+    /// constant time over all of them), otherwise [`Error::InconsistentShares`].
+    fn consistency(&self, consistent: Choice) -> Result<(), Error> {
         if bool::from(consistent) {
             Ok(())
         } else {
@@ -402,13 +408,7 @@ impl Combiner {
                 let share = share.as_share_ref();
                 consistent &= self.matches(basis, xs, share)?;
             }
-            if bool::from(consistent) {
-                Ok(())
-            } else {
-                Err(Error::InconsistentShares {
-                    threshold: self.threshold.get(),
-                })
-            }
+            self.consistency(consistent)
         })
     }
 
