@@ -61,9 +61,6 @@ const QUEUE_DEPTH: usize = 4 * MAX_BATCH;
 /// worker for about a millisecond at a time, and one lock round trip still serves 16 writes.
 pub(crate) const DIRECT_RUN: usize = 16;
 
-/// The savepoint every direct write runs in (one at a time, so one name serves).
-const DIRECT_SAVEPOINT: &str = "SAVEPOINT direct_write";
-
 /// How long the writer waits before reopening a connection that failed to open.
 const REOPEN_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -272,12 +269,13 @@ fn refused<T>(reason: String, answer: oneshot::Sender<Result<T, StorageError>>) 
 
 /// Runs `write` on `conn` inside its own savepoint: released if it succeeds, rolled back to
 /// if it fails. An error of the savepoint statements themselves is returned as the write's
-/// error, and is fatal to the batch (see [`may_lose_transaction`]).
+/// error, and is fatal to the batch (see [`may_lose_transaction`]). Direct writes run one at
+/// a time, so one savepoint name serves them all.
 fn in_savepoint<T>(
     conn: &rusqlite::Connection,
     write: impl FnOnce(&rusqlite::Connection) -> Result<T, StorageError>,
 ) -> Result<T, StorageError> {
-    conn.prepare_cached(DIRECT_SAVEPOINT)?.execute([])?;
+    conn.prepare_cached("SAVEPOINT direct_write")?.execute([])?;
     match write(conn) {
         Ok(value) => {
             conn.prepare_cached("RELEASE direct_write")?.execute([])?;
@@ -472,11 +470,17 @@ async fn run_direct(
         .map_err(|e| format!("the database handle could not be used: {e}"))?;
     let mut verdict = Ok(());
     for _ in 0..DIRECT_RUN {
-        if ran.len() >= MAX_BATCH || !matches!(pending.front(), Some(Job::Direct(_))) {
+        if ran.len() >= MAX_BATCH {
             break;
         }
-        let Some(Job::Direct(run)) = pending.pop_front() else {
-            break;
+        let run = match pending.pop_front() {
+            Some(Job::Direct(run)) => run,
+            // The run ends at the first async write (or the end of the queue); it stays first.
+            Some(other) => {
+                pending.push_front(other);
+                break;
+            }
+            None => break,
         };
         let done = run(DirectStart::Connection(&conn));
         let fatal = done.fatal;
