@@ -126,13 +126,7 @@ impl Sealer {
         tx: &mut Transaction<'_, Sqlite>,
         event: &NewAuditEvent,
     ) -> Result<AuditEvent, StorageError> {
-        let appended = append(tx, &self.key, event).await;
-        if appended.is_err()
-            && let Some(metrics) = &self.metrics
-        {
-            metrics.audit_write_failed();
-        }
-        appended
+        self.counted(append(tx, &self.key, event).await)
     }
 
     /// [`append`](Self::append) for a direct write (see [`GroupCommit::write_direct`]).
@@ -141,7 +135,14 @@ impl Sealer {
         conn: &rusqlite::Connection,
         event: &NewAuditEvent,
     ) -> Result<AuditEvent, StorageError> {
-        let appended = append_direct(conn, &self.key, event);
+        self.counted(append_direct(conn, &self.key, event))
+    }
+
+    /// Counts `appended` in the metrics if it failed, and passes it on.
+    fn counted(
+        &self,
+        appended: Result<AuditEvent, StorageError>,
+    ) -> Result<AuditEvent, StorageError> {
         if appended.is_err()
             && let Some(metrics) = &self.metrics
         {
@@ -686,6 +687,23 @@ macro_rules! insert_audit_event {
 /// Records the new event's hash as the chain head's.
 const SET_HEAD_HASH: &str = "UPDATE audit_chain_head SET event_hash = ?1 WHERE id = 1";
 
+/// Seals `event` as number `seq` after the event whose hash is `prev` (the chain head as
+/// [`ADVANCE_HEAD`] returns it); also returns `seq` as stored.
+fn seal_after(
+    key: &AuditKey,
+    seq: i64,
+    prev: Vec<u8>,
+    event: &NewAuditEvent,
+) -> Result<(i64, AuditEvent), StorageError> {
+    let sealed = crate::audit::seal(
+        key,
+        to_u64(AUDIT_HEAD, seq)?,
+        hash32(AUDIT_HEAD, prev)?,
+        event,
+    )?;
+    Ok((seq, sealed))
+}
+
 /// Appends `event` to the audit chain inside `tx`.
 async fn append(
     tx: &mut Transaction<'_, Sqlite>,
@@ -693,16 +711,14 @@ async fn append(
     event: &NewAuditEvent,
 ) -> Result<AuditEvent, StorageError> {
     let row = sqlx::query(ADVANCE_HEAD).fetch_one(&mut **tx).await?;
-    let seq = to_u64(AUDIT_HEAD, row.try_get("seq")?)?;
-    let prev = hash32(AUDIT_HEAD, row.try_get("event_hash")?)?;
-    let sealed = crate::audit::seal(key, seq, prev, event)?;
+    let (seq, sealed) = seal_after(key, row.try_get("seq")?, row.try_get("event_hash")?, event)?;
     let e = &sealed.event;
     // The event and the new head in one round trip: two statements in one query.
     sqlx::query(concat!(
         insert_audit_event!(),
         "; UPDATE audit_chain_head SET event_hash = ?14 WHERE id = 1"
     ))
-    .bind(to_i64(seq)?)
+    .bind(seq)
     .bind(&e.id)
     .bind(e.occurred_at)
     .bind(&e.request_id)
@@ -731,13 +747,11 @@ fn append_direct(
     let (seq, prev): (i64, Vec<u8>) = conn
         .prepare_cached(ADVANCE_HEAD)?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    let seq = to_u64(AUDIT_HEAD, seq)?;
-    let prev = hash32(AUDIT_HEAD, prev)?;
-    let sealed = crate::audit::seal(key, seq, prev, event)?;
+    let (seq, sealed) = seal_after(key, seq, prev, event)?;
     let e = &sealed.event;
     conn.prepare_cached(insert_audit_event!())?
         .execute(rusqlite::params![
-            to_i64(seq)?,
+            seq,
             e.id,
             e.occurred_at,
             e.request_id,
@@ -795,6 +809,21 @@ const VERSION_COLUMNS: &str = "s.id AS secret_id, v.id AS version_id, s.vault_id
      v.access_count AS access_count, v.disabled AS disabled, v.deleted AS deleted, \
      v.created_by AS created_by, v.created_at AS created_at, \
      v.cmek_fingerprint AS cmek_fingerprint";
+
+/// A version (the latest when `?3` is NULL) of the secret at `?1`/`?2`, one row per share
+/// (one row with NULL share columns if it has none). Built once: it is the statement-cache key
+/// of the read every secret read starts with.
+static VERSION_WITH_SHARES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {VERSION_COLUMNS}, d.slot AS share_slot, d.provider AS share_provider, \
+         d.blob AS share_blob FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+         LEFT JOIN secret_dek_shares d ON d.secret_version_id = v.id \
+         WHERE s.vault_id = ?1 AND s.path = ?2 AND v.version = COALESCE(?3, \
+         (SELECT MAX(latest.version) FROM secret_versions latest \
+          WHERE latest.secret_id = s.id)) \
+         ORDER BY d.slot"
+    )
+});
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
@@ -1466,15 +1495,7 @@ impl Storage for SqliteStorage {
         // direct read connection, on this thread (see `direct_read`).
         let version = version.map(to_i64).transpose()?;
         self.direct.read(|conn| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {VERSION_COLUMNS}, d.slot AS share_slot, d.provider AS share_provider, \
-                 d.blob AS share_blob FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
-                 LEFT JOIN secret_dek_shares d ON d.secret_version_id = v.id \
-                 WHERE s.vault_id = ?1 AND s.path = ?2 AND v.version = COALESCE(?3, \
-                 (SELECT MAX(latest.version) FROM secret_versions latest \
-                  WHERE latest.secret_id = s.id)) \
-                 ORDER BY d.slot"
-            ))?;
+            let mut statement = conn.prepare_cached(&VERSION_WITH_SHARES)?;
             let names: Vec<String> = statement
                 .column_names()
                 .into_iter()
