@@ -347,20 +347,21 @@ fn dot_n<const C: usize>(
 
 /// `W` words of `buf` from byte offset `off` (zeros past its end, which callers never reach:
 /// every row of a `SmallRows` has a whole block of buffer behind it).
-// Word by word with fixed-size reads: a loop over `as_chunks` of the run-time remainder
-// compiles to a `memcpy` call, which costs more than the arithmetic on a 32-byte key.
-//
-// One bounds check for the whole block, not one per word: the slice then has a length known at
-// compile time, the loop is unrolled with no branch, and the compiler is free to keep the block
-// in vector registers.
+// Word by word with fixed-size reads: a loop over `as_chunks` of the run-time remainder (even
+// of a range `W` words long) compiles to a `memcpy` call, which costs more than the arithmetic
+// on a 32-byte key.
 #[inline(always)]
 fn load_words<const W: usize>(buf: &[u8], off: usize) -> [u64; W] {
     let mut block = [0u64; W];
     let end = off.saturating_add(W.saturating_mul(8));
     if let Some(bytes) = buf.get(off..end) {
-        let (words, _) = bytes.as_chunks::<8>();
-        for (w, bytes) in block.iter_mut().zip(words) {
-            *w = u64::from_le_bytes(*bytes);
+        for (i, w) in block.iter_mut().enumerate() {
+            if let Some(word) = bytes
+                .get(i.saturating_mul(8)..)
+                .and_then(<[u8]>::first_chunk)
+            {
+                *w = u64::from_le_bytes(*word);
+            }
         }
     }
     block
@@ -464,65 +465,145 @@ pub(super) fn split_small(
     xs: &[u8],
     outs: &mut [&mut [u8]],
 ) {
+    // One instance per exact share count: every loop over the shares is unrolled and each
+    // share's running sum stays in vector registers.
     match (len <= BLOCK, xs.len().min(outs.len())) {
-        (true, 1) => split_words::<WORDS, 1>(buf, len, inputs, xs, outs),
-        (true, 2) => split_words::<WORDS, 2>(buf, len, inputs, xs, outs),
-        (true, 3) => split_words::<WORDS, 3>(buf, len, inputs, xs, outs),
-        (true, 4) => split_words::<WORDS, 4>(buf, len, inputs, xs, outs),
-        (true, 5) => split_words::<WORDS, 5>(buf, len, inputs, xs, outs),
-        (true, _) => split_words::<WORDS, MAX_ROWS>(buf, len, inputs, xs, outs),
-        (false, _) => split_words::<{ 2 * WORDS }, MAX_ROWS>(buf, len, inputs, xs, outs),
+        (true, 1) => split_bytes::<BLOCK, 1>(buf, len, inputs, xs, outs),
+        (true, 2) => split_bytes::<BLOCK, 2>(buf, len, inputs, xs, outs),
+        (true, 3) => split_bytes::<BLOCK, 3>(buf, len, inputs, xs, outs),
+        (true, 4) => split_bytes::<BLOCK, 4>(buf, len, inputs, xs, outs),
+        (true, 5) => split_bytes::<BLOCK, 5>(buf, len, inputs, xs, outs),
+        (true, 6) => split_bytes::<BLOCK, 6>(buf, len, inputs, xs, outs),
+        (true, 7) => split_bytes::<BLOCK, 7>(buf, len, inputs, xs, outs),
+        (true, _) => split_bytes::<BLOCK, MAX_ROWS>(buf, len, inputs, xs, outs),
+        (false, 1) => split_bytes::<{ 2 * BLOCK }, 1>(buf, len, inputs, xs, outs),
+        (false, 2) => split_bytes::<{ 2 * BLOCK }, 2>(buf, len, inputs, xs, outs),
+        (false, 3) => split_bytes::<{ 2 * BLOCK }, 3>(buf, len, inputs, xs, outs),
+        (false, 4) => split_bytes::<{ 2 * BLOCK }, 4>(buf, len, inputs, xs, outs),
+        (false, 5) => split_bytes::<{ 2 * BLOCK }, 5>(buf, len, inputs, xs, outs),
+        (false, 6) => split_bytes::<{ 2 * BLOCK }, 6>(buf, len, inputs, xs, outs),
+        (false, 7) => split_bytes::<{ 2 * BLOCK }, 7>(buf, len, inputs, xs, outs),
+        (false, _) => split_bytes::<{ 2 * BLOCK }, MAX_ROWS>(buf, len, inputs, xs, outs),
     }
 }
 
-/// [`split_small`] with `W`-word rows and room for `R` shares (at most `R` are written).
+// The small kernels below work on whole `[u8; N]` arrays, byte by byte, with no branch inside an
+// array operation. The compiler turns each array operation into a few vector instructions (two
+// 16-byte SSE2 operations per 32-byte step on x86_64, NEON on aarch64), with no intrinsics: the
+// doubling of a byte becomes an add, a signed compare (the mask of the top bits), an AND and a
+// XOR. The same code on `u64` words stayed scalar, with more operations per byte, and with five
+// shares' sums it ran out of registers.
+//
+// Their locals are values the compiler keeps in registers, like the SIMD kernels' vectors, and
+// are not wiped (the crate README's security notes: registers and spills are not wiped,
+// explicit buffers are). A volatile wipe would force every array into memory for the whole
+// computation: measured 1.6 to 3 times slower, and it would itself create the stack copies it
+// then clears. The secret bytes these kernels read sit in the caller's `SmallRows` buffer,
+// which is wiped on drop.
+
+/// Copies the `N` bytes of `buf` from `off` into `dst` (left as it is if out of bounds, which
+/// callers never reach: every row of a `SmallRows` has a whole block of buffer behind it).
+// Into a destination rather than returned: `Option::unwrap_or` on the array compiled to a
+// byte-by-byte select.
 #[inline(always)]
-fn split_words<const W: usize, const R: usize>(
+fn load_bytes<const N: usize>(dst: &mut [u8; N], buf: &[u8], off: usize) {
+    if let Some(src) = buf.get(off..).and_then(<[u8]>::first_chunk::<N>) {
+        *dst = *src;
+    }
+}
+
+/// The first `out.len()` (at most `N`) bytes of `bytes` into `out`.
+#[inline(always)]
+fn store_bytes<const N: usize>(out: &mut [u8], bytes: &[u8; N]) {
+    // A whole array (a 32- or 64-byte key) is a fixed-size copy; a shorter row a `memcpy`.
+    if let Ok(out) = <&mut [u8; N]>::try_from(&mut *out) {
+        *out = *bytes;
+    } else if let Some(src) = bytes.get(..out.len()) {
+        out.copy_from_slice(src);
+    }
+}
+
+/// Every byte of `v` multiplied by x, reduced by 0x11B: a shift, and 0x1B selected by the top
+/// bit through a mask (no branch).
+#[inline(always)]
+fn xtime_bytes<const N: usize>(v: &mut [u8; N]) {
+    for b in v.iter_mut() {
+        *b = (*b << 1) ^ (0u8.wrapping_sub(*b >> 7) & 0x1B);
+    }
+}
+
+/// `acc ^= v`, byte by byte.
+#[inline(always)]
+fn xor_bytes<const N: usize>(acc: &mut [u8; N], v: &[u8; N]) {
+    for (a, b) in acc.iter_mut().zip(v) {
+        *a ^= b;
+    }
+}
+
+/// `acc ^= s · v` for a *public* scalar `s`: the doublings `x^b · v` selected by the bits of `s`.
+/// Branches on `s` only; `v` is never inspected. `v` is left doubled.
+#[inline(always)]
+fn mul_acc_bytes<const N: usize>(acc: &mut [u8; N], v: &mut [u8; N], s: u8) {
+    let mut bits = s;
+    while bits != 0 {
+        if bits & 1 == 1 {
+            xor_bytes(acc, v);
+        }
+        bits >>= 1;
+        if bits != 0 {
+            xtime_bytes(v);
+        }
+    }
+}
+
+/// [`split_small`] on `N`-byte arrays for exactly `R` shares (`xs` and `outs` have `R`
+/// entries; with fewer, nothing is written, which the dispatch above never asks for).
+#[inline(always)]
+fn split_bytes<const N: usize, const R: usize>(
     buf: &[u8],
     len: usize,
     inputs: usize,
     xs: &[u8],
     outs: &mut [&mut [u8]],
 ) {
-    let rows = xs.len().min(outs.len()).min(R);
-    let base = load_words::<W>(buf, inputs.saturating_mul(len));
+    let (Some(xs), Some(outs)) = (xs.first_chunk::<R>(), outs.first_chunk_mut::<R>()) else {
+        return;
+    };
+    let mut base = [0u8; N];
+    load_bytes(&mut base, buf, inputs.saturating_mul(len));
     let mut acc = [base; R];
+    let mut power = [0u8; N];
     // `scalars[r]` is `xs[r]^(c+1)` for the coefficient row `c` being added. Public.
-    let mut scalars = [0u8; R];
-    for (s, x) in scalars.iter_mut().zip(xs) {
-        *s = *x;
-    }
+    let mut scalars = *xs;
     for c in 0..inputs {
-        let all = scalars.iter().take(rows).fold(0u8, |all, s| all | s);
-        let mut power = load_words::<W>(buf, c.saturating_mul(len));
-        let mut bit = 1u8;
+        load_bytes(&mut power, buf, c.saturating_mul(len));
+        // The bits of each share's scalar not yet added, lowest first.
+        let mut pending = scalars;
         loop {
-            for (a, s) in acc.iter_mut().zip(&scalars).take(rows) {
+            let mut more = 0u8;
+            for (a, s) in acc.iter_mut().zip(pending.iter_mut()) {
                 // Branches on a bit of the public scalar only.
-                if s & bit != 0 {
-                    for (a, p) in a.iter_mut().zip(&power) {
-                        *a ^= p;
-                    }
+                if *s & 1 != 0 {
+                    xor_bytes(a, &power);
                 }
+                *s >>= 1;
+                more |= *s;
             }
-            // The next doubling only if a larger bit is still needed.
-            if bit >= 0x80 || all < bit.wrapping_shl(1) {
+            // The next doubling only if some share still needs a higher bit.
+            if more == 0 {
                 break;
             }
-            bit = bit.wrapping_shl(1);
-            for p in &mut power {
-                *p = xtime_word(*p);
+            xtime_bytes(&mut power);
+        }
+        if c.saturating_add(1) < inputs {
+            for (s, x) in scalars.iter_mut().zip(xs) {
+                *s = field::mul_vartime(*s, *x);
             }
         }
-        power.zeroize();
-        for (s, x) in scalars.iter_mut().zip(xs).take(rows) {
-            *s = field::mul_vartime(*s, *x);
-        }
     }
-    for (out, a) in outs.iter_mut().zip(&acc).take(rows) {
-        store_words(out, *a);
+    for (out, a) in outs.iter_mut().zip(&acc) {
+        store_bytes(out, a);
     }
-    acc.iter_mut().for_each(Zeroize::zeroize);
 }
 
 /// `out = base ^ Σ_c scalars[c] · (in[c] ^ base)` over small rows (see `Engine::dot_small`).
@@ -534,33 +615,31 @@ pub(super) fn dot_small(
     out: &mut [u8],
 ) {
     if len <= BLOCK {
-        dot_words::<WORDS>(buf, len, inputs, scalars, out);
+        dot_bytes::<BLOCK>(buf, len, inputs, scalars, out);
     } else {
-        dot_words::<{ 2 * WORDS }>(buf, len, inputs, scalars, out);
+        dot_bytes::<{ 2 * BLOCK }>(buf, len, inputs, scalars, out);
     }
 }
 
+/// [`dot_small`] on `N`-byte arrays.
 #[inline(always)]
-fn dot_words<const W: usize>(
+fn dot_bytes<const N: usize>(
     buf: &[u8],
     len: usize,
     inputs: usize,
     scalars: &[u8; MAX_COLS],
     out: &mut [u8],
 ) {
-    let base = load_words::<W>(buf, inputs.saturating_mul(len));
+    let mut base = [0u8; N];
+    load_bytes(&mut base, buf, inputs.saturating_mul(len));
     let mut acc = base;
+    let mut v = [0u8; N];
     for (c, s) in scalars.iter().enumerate().take(inputs) {
-        let mut v = load_words::<W>(buf, c.saturating_mul(len));
-        for (v, b) in v.iter_mut().zip(&base) {
-            *v ^= b;
-        }
-        let product = mul_words(&v, *s);
-        for (a, p) in acc.iter_mut().zip(&product) {
-            *a ^= p;
-        }
+        load_bytes(&mut v, buf, c.saturating_mul(len));
+        xor_bytes(&mut v, &base);
+        mul_acc_bytes(&mut acc, &mut v, *s);
     }
-    store_words(out, acc);
+    store_bytes(out, &acc);
 }
 
 #[cfg(test)]
@@ -586,6 +665,24 @@ mod tests {
             let doubled = xtime_word(w).to_le_bytes();
             for (d, b) in doubled.iter().zip(w.to_le_bytes()) {
                 assert_eq!(*d, field::xtime(b), "2 * {b:#04x}");
+            }
+        }
+    }
+
+    #[test]
+    fn byte_doubling_and_products_match_the_field() {
+        let all: [u8; 256] = core::array::from_fn(|i| u8::try_from(i).unwrap());
+        let mut doubled = all;
+        xtime_bytes(&mut doubled);
+        for (d, b) in doubled.iter().zip(all) {
+            assert_eq!(*d, field::xtime(b), "2 * {b:#04x}");
+        }
+        for s in [0u8, 1, 2, 3, 0x53, 0x80, 0xFF] {
+            let mut acc = [0x5Au8; 256];
+            let mut v = all;
+            mul_acc_bytes(&mut acc, &mut v, s);
+            for (a, b) in acc.iter().zip(all) {
+                assert_eq!(*a, 0x5A ^ field::mul(s, b), "{s:#04x} * {b:#04x}");
             }
         }
     }
