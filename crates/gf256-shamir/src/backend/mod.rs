@@ -473,6 +473,13 @@ impl Drop for SmallRows<'_> {
 /// into `memset` plus an optimization barrier. (A volatile store of a `[u8; 8]` compiles to a
 /// round trip through the stack, so the words are written as aligned `u64`s.)
 pub(crate) fn wipe(buf: &mut [u8]) {
+    // The shares of 32- and 64-byte keys: one fixed-size store, with no alignment search.
+    if let Ok(share) = <&mut [u8; 33]>::try_from(&mut *buf) {
+        return wipe_exact(share);
+    }
+    if let Ok(share) = <&mut [u8; 65]>::try_from(&mut *buf) {
+        return wipe_exact(share);
+    }
     // SAFETY: every bit pattern is a valid `u8` and a valid `u64`, so viewing the aligned middle
     // of the buffer as `u64`s is sound; `align_to_mut` only hands out aligned, in-bounds,
     // non-overlapping parts of `buf`.
@@ -489,6 +496,17 @@ pub(crate) fn wipe(buf: &mut [u8]) {
         // and not aliased for the duration of the write.
         unsafe { core::ptr::write_volatile(ptr, 0) };
     }
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+}
+
+/// [`wipe`] of an array whose length is known at compile time: one volatile store of the whole
+/// array, which compiles to a few vector and byte stores.
+#[inline(always)]
+fn wipe_exact<const N: usize>(array: &mut [u8; N]) {
+    let ptr: *mut [u8; N] = array;
+    // SAFETY: `ptr` comes from a `&mut [u8; N]`, so it is valid for writes, aligned and not
+    // aliased for the duration of the write; all zeros is a valid `[u8; N]`.
+    unsafe { core::ptr::write_volatile(ptr, [0u8; N]) };
     core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
 }
 
@@ -900,7 +918,7 @@ mod tests {
     fn wipe_clears_every_byte() {
         // Every start offset from an 8-byte boundary, so head, words and tail all occur.
         for offset in 0..8 {
-            for len in 0..40 {
+            for len in (0..40).chain([64, 65, 66]) {
                 let mut buf = vec![0xA5u8; offset + len];
                 wipe(&mut buf[offset..]);
                 assert!(buf[..offset].iter().all(|&b| b == 0xA5), "{offset}+{len}");
