@@ -47,9 +47,12 @@ const SEED_LEN: usize = 48;
 /// - **Speed.** AES-NI or VAES is detected at run time by the `aes` crate; small requests are
 ///   served from the pool (no key setup, no system call), large ones are generated straight
 ///   into the caller's buffer. The counter blocks are written four per 512-bit store where
-///   AVX-512BW is available, then encrypted in place by the `aes` crate.
-/// - **Hygiene.** Round keys, counter and pool are wiped on drop; `Debug` prints nothing of
-///   the state.
+///   AVX-512BW is available, then encrypted in place by the `aes` crate. Large splits through
+///   this crate's thread-local generator on CPUs with VAES and GFNI do not ask for bytes at
+///   all: the split generates the same keystream in vector registers and uses it there as the
+///   coefficients, then advances and re-keys the generator exactly as the request would have.
+/// - **Hygiene.** Key, round keys, counter and pool are wiped on drop; `Debug` prints nothing
+///   of the state.
 ///
 /// # Fork caveat
 ///
@@ -76,8 +79,13 @@ const SEED_LEN: usize = 48;
 /// # Ok::<(), gf256_shamir::Error>(())
 /// ```
 pub struct FastRng {
-    /// The current key's round keys; replaced (and the old ones wiped) after every refill.
-    cipher: Aes256,
+    /// The current key; replaced after every refill and every segment (fast key erasure) and
+    /// wiped on drop. The fused split (`direct_with`) expands it in vector registers.
+    key: [u8; 32],
+    /// The current key's round keys for the `aes` crate, built on first use after each
+    /// re-key and dropped (which wipes them) with the key they belong to. A run of fused split
+    /// chunks re-keys without ever needing them.
+    cipher: Option<Aes256>,
     /// The next counter block, big-endian.
     counter: u128,
     /// Keystream not handed out yet lives in `pool[pos..]`; `pool[..pos]` has been wiped.
@@ -85,6 +93,10 @@ pub struct FastRng {
     pos: usize,
     /// Bytes produced since the last reseed.
     since_reseed: usize,
+    /// Tests only: when set, reseeds mix in this deterministic stream instead of operating
+    /// system entropy, so two generators from the same seed stay in step across reseeds.
+    #[cfg(test)]
+    test_entropy: Option<u64>,
 }
 
 impl FastRng {
@@ -117,15 +129,51 @@ impl FastRng {
         let (key, counter) = seed.split_at(32);
         let mut counter_bytes = [0u8; 16];
         counter_bytes.copy_from_slice(counter);
+        let key = array32(key);
         let rng = FastRng {
-            cipher: Aes256::new(&Array::from(array32(key))),
+            key,
+            cipher: None,
             counter: u128::from_be_bytes(counter_bytes),
             pool: Box::new([0u8; POOL_LEN]),
             pos: POOL_LEN,
             since_reseed: 0,
+            #[cfg(test)]
+            test_entropy: None,
         };
         counter_bytes.as_mut_slice().zeroize();
         rng
+    }
+
+    /// Tests only: the generator for a given key and counter whose reseeds mix in a
+    /// deterministic stream drawn from `entropy` rather than the operating system's.
+    #[cfg(test)]
+    pub(crate) fn deterministic(seed: &[u8; SEED_LEN], entropy: u64) -> FastRng {
+        let mut rng = FastRng::from_seed_material(seed);
+        rng.test_entropy = Some(entropy);
+        rng
+    }
+
+    /// Fills `fresh` with reseeding entropy: the operating system's (or, in tests of a
+    /// deterministic generator, a fixed stream).
+    fn entropy(&mut self, fresh: &mut [u8]) -> Result<(), Error> {
+        #[cfg(test)]
+        if let Some(state) = self.test_entropy.as_mut() {
+            for byte in fresh.iter_mut() {
+                *state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                *byte = state.to_be_bytes()[0];
+            }
+            return Ok(());
+        }
+        getrandom::fill(fresh).map_err(Error::Rng)
+    }
+
+    /// Installs a new key. The previous key's round keys (if they were built) are wiped by
+    /// `Aes256`'s drop, and its bytes are overwritten here.
+    fn set_key(&mut self, key: &[u8; 32]) {
+        self.cipher = None;
+        self.key = *key;
     }
 
     /// Mixes fresh operating-system entropy into the key and counter and discards the pooled
@@ -148,11 +196,19 @@ impl FastRng {
         self.discard_pool();
         let mut fresh = Scratch::<SEED_LEN>::new();
         let fresh = fresh.all();
-        getrandom::fill(fresh).map_err(Error::Rng)?;
-        // XOR, not replace: fresh entropy can only add to the state, never weaken it.
+        self.entropy(fresh)?;
         let mut next = Scratch::<32>::new();
         let next = next.all();
         self.keystream(next);
+        self.mix_in(next, fresh);
+        self.set_key(next);
+        Ok(())
+    }
+
+    /// The reseed proper, once the next key's keystream `next` was drawn: XORs the fresh
+    /// entropy into it and into the counter (XOR, not replace: fresh entropy can only add to
+    /// the state, never weaken it).
+    fn mix_in(&mut self, next: &mut [u8; 32], fresh: &[u8; SEED_LEN]) {
         for (k, f) in next.iter_mut().zip(fresh.iter()) {
             *k ^= f;
         }
@@ -162,9 +218,7 @@ impl FastRng {
         }
         self.counter ^= u128::from_be_bytes(counter_bytes);
         counter_bytes.as_mut_slice().zeroize();
-        self.cipher = Aes256::new(&Array::from(*next));
         self.since_reseed = 0;
-        Ok(())
     }
 
     /// Reseeds this thread's instance used by the one-call [`split`](crate::split) and by
@@ -195,28 +249,85 @@ impl FastRng {
 
     /// Fills `dst` with AES-256-CTR keystream under the current key.
     fn keystream(&mut self, dst: &mut [u8]) {
-        ctr(&self.cipher, &mut self.counter, dst);
+        let key = &self.key;
+        let cipher = self
+            .cipher
+            .get_or_insert_with(|| Aes256::new(&Array::from(*key)));
+        ctr(cipher, &mut self.counter, dst);
     }
 
     /// Replaces the key with 32 fresh keystream bytes, so the old key (and all output made
     /// with it) can no longer be recomputed; reseeds from the OS when due.
     fn rekey(&mut self, produced: usize) {
-        self.since_reseed = self.since_reseed.saturating_add(produced);
-        if self.since_reseed >= RESEED_INTERVAL && self.reseed().is_ok() {
-            // `reseed` installed a fresh key already.
-            return;
-        }
         let mut next = Scratch::<32>::new();
         let next = next.all();
         self.keystream(next);
-        self.cipher = Aes256::new(&Array::from(*next));
+        self.install(produced, next);
+    }
+
+    /// The rest of [`rekey`](FastRng::rekey) once the 32 keystream bytes after `produced`
+    /// bytes of output were drawn (and the counter advanced past them): those bytes become
+    /// the key, with fresh operating-system entropy mixed in when a reseed is due.
+    ///
+    /// The same steps, in effect, as `reseed` at that point: it discards the pool and draws
+    /// the entropy before the keystream, but neither changes the keystream, and if the
+    /// operating system's generator fails the plain new key is installed and the reseed is
+    /// retried at the next re-key.
+    fn install(&mut self, produced: usize, next: &mut [u8; 32]) {
+        self.since_reseed = self.since_reseed.saturating_add(produced);
+        if self.since_reseed >= RESEED_INTERVAL {
+            self.discard_pool();
+            let mut fresh = Scratch::<SEED_LEN>::new();
+            let fresh = fresh.all();
+            if self.entropy(fresh).is_ok() {
+                self.mix_in(next, fresh);
+            }
+        }
+        self.set_key(next);
     }
 
     /// Refills the pool and re-keys.
     fn refill(&mut self) {
-        ctr(&self.cipher, &mut self.counter, self.pool.as_mut_slice());
+        let key = &self.key;
+        let cipher = self
+            .cipher
+            .get_or_insert_with(|| Aes256::new(&Array::from(*key)));
+        ctr(cipher, &mut self.counter, self.pool.as_mut_slice());
         self.pos = 0;
         self.rekey(POOL_LEN);
+    }
+
+    /// Does, through `generate`, exactly what [`fill`](FastRng::fill) does for a request of
+    /// `len` bytes that it serves straight from the cipher in one segment: `generate(key,
+    /// counter, next)` must produce (and consume) the AES-256-CTR keystream under `key` from
+    /// the counter block `counter` for the request's `⌈len / 16⌉` blocks, and write the
+    /// keystream of the two blocks after them to `next`; the counter is then advanced past all
+    /// of them and `next` becomes the key (fast key erasure), with the reseed when due, as
+    /// `fill` does.
+    ///
+    /// This is the fused split's way to use the keystream without writing it to memory. Only
+    /// requests that `fill` serves that way qualify: longer than the pool (so the pool is
+    /// neither used nor changed, whatever it holds) and at most one segment. For any other
+    /// `len` this returns `Ok(false)` without calling `generate`; if `generate` returns
+    /// `Ok(false)` or an error (it then produced nothing), the generator is left unchanged.
+    pub(crate) fn direct_with<E>(
+        &mut self,
+        len: usize,
+        generate: impl FnOnce(&[u8; 32], u128, &mut [u8; 32]) -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        if len <= POOL_LEN || !(DIRECT_MIN..=SEGMENT_LEN).contains(&len) {
+            return Ok(false);
+        }
+        let mut next = Scratch::<32>::new();
+        let next = next.all();
+        if !generate(&self.key, self.counter, next)? {
+            return Ok(false);
+        }
+        // The request's blocks, then the two of the next key.
+        let blocks = u128::try_from(len.div_ceil(16)).unwrap_or(0);
+        self.counter = self.counter.wrapping_add(blocks).wrapping_add(2);
+        self.install(len, next);
+        Ok(true)
     }
 
     /// Fills `dst` with output: from the pool when it fits, otherwise straight from the
@@ -283,6 +394,7 @@ fn array32(bytes: &[u8]) -> [u8; 32] {
 impl Drop for FastRng {
     fn drop(&mut self) {
         // The round keys are wiped by `Aes256`'s own drop (the `zeroize` feature of `aes`).
+        self.key.zeroize();
         self.pool.as_mut_slice().zeroize();
         self.counter.zeroize();
     }

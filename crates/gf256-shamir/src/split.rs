@@ -6,12 +6,12 @@ use core::ops::Range;
 use rand_core::CryptoRng;
 
 use crate::backend::{
-    Backend, Coeffs, Engine, Init, MAX_COLS, MAX_ROWS, SMALL_BUF, SMALL_BUF_SHORT, SMALL_LEN,
-    SmallRows,
+    Backend, Coeffs, Engine, Fused, Init, Keystream, MAX_COLS, MAX_ROWS, SMALL_BUF,
+    SMALL_BUF_SHORT, SMALL_LEN, SmallRows,
 };
 use crate::error::Error;
 use crate::field;
-use crate::rng::with_thread_rng;
+use crate::rng::{FastRng, with_thread_rng};
 use crate::scratch::Scratch;
 use crate::share::{Share, ShareIndex, Threshold};
 
@@ -309,7 +309,12 @@ impl Splitter {
     /// # Ok::<(), gf256_shamir::Error>(())
     /// ```
     pub fn split(&self, secret: &[u8]) -> Result<Vec<Share>, Error> {
-        with_thread_rng(|rng| self.split_with_rng(secret, rng))?
+        if secret.is_empty() {
+            return Err(Error::EmptySecret);
+        }
+        let mut shares = Share::zeroed_all(self.indices(), secret.len());
+        with_thread_rng(|rng| self.split_core_fast(secret, shares.as_mut_slice(), rng))??;
+        Ok(shares)
     }
 
     /// Splits `secret` drawing the polynomial coefficients from `rng`.
@@ -382,7 +387,7 @@ impl Splitter {
     /// ```
     pub fn split_into(&self, secret: &[u8], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
         self.check_outputs(secret, outputs)?;
-        with_thread_rng(|rng| self.split_core(secret, outputs, rng))?
+        with_thread_rng(|rng| self.split_core_fast(secret, outputs, rng))?
     }
 
     /// Splits `secret` into caller-provided buffers, drawing coefficients from `rng`. See
@@ -433,6 +438,88 @@ impl Splitter {
             }),
             None => Ok(()),
         }
+    }
+
+    /// [`split_core`](Splitter::split_core) with this crate's generator: a large split whose
+    /// shape the fused kernel handles runs [`split_fused`](Splitter::split_fused) (same shares
+    /// from the same generator state), everything else the generic path.
+    fn split_core_fast<O: ShareSink + ?Sized>(
+        &self,
+        secret: &[u8],
+        sink: &mut O,
+        rng: &mut FastRng,
+    ) -> Result<(), Error> {
+        let degree = self.threshold.count().saturating_sub(1);
+        // Exactly the secrets `split_core` sends to the `LARGE_SCRATCH` branch: too long for
+        // the small split, and more coefficient bytes than the small scratch holds.
+        let large = secret.len() > SMALL_LEN && secret.len().saturating_mul(degree) > SMALL_SCRATCH;
+        if large
+            && self.engine.backend() == Backend::Avx512Gfni
+            && Fused::fuses_degree(degree)
+            && let Some(fused) = Fused::detect()
+        {
+            return self.split_fused(fused, secret, sink, rng);
+        }
+        self.split_core(secret, sink, rng)
+    }
+
+    /// The large split of [`split_chunked`](Splitter::split_chunked) with `LARGE_SCRATCH`, for
+    /// a degree of at most `MAX_COLS` that [`Fused::fuses_degree`] accepts: chunk by chunk, the
+    /// chunk's coefficients are the keystream `rng` would hand out for the chunk's one request,
+    /// generated and used in vector registers by the fused kernel, after which `rng` is
+    /// advanced and re-keyed exactly as that request would have left it
+    /// ([`FastRng::direct_with`]). Chunks the kernel does not take (the last one when it is not
+    /// a whole number of 64-byte columns, or one whose counter would wrap its low word) run
+    /// through `split_chunked` itself, which consumes the same bytes. So the shares are
+    /// byte-identical to the generic path's from the same generator state (tested below).
+    // Not inlined, so that small splits do not pay for (and probe the stack pages of) this
+    // frame, which holds a slice for each of up to 255 shares.
+    #[inline(never)]
+    fn split_fused<O: ShareSink + ?Sized>(
+        &self,
+        fused: Fused,
+        secret: &[u8],
+        sink: &mut O,
+        rng: &mut FastRng,
+    ) -> Result<(), Error> {
+        let degree = self.threshold.count().saturating_sub(1);
+        let chunk_len = LARGE_SCRATCH
+            .checked_div(degree)
+            .unwrap_or(LARGE_SCRATCH)
+            .max(1);
+        let mut xs = [0u8; 255];
+        for (slot, x) in xs.iter_mut().zip(self.indices()) {
+            *slot = x.get();
+        }
+        let xs = xs.get(..self.count).unwrap_or_default();
+        // Every share's whole row, gathered once: the kernel writes each chunk at its offset.
+        let mut rows: [&mut [u8]; 255] = core::array::from_fn(|_| Default::default());
+        let count = sink.all_rows(0..secret.len(), &mut rows);
+        let rows = rows.get_mut(..count).unwrap_or_default();
+        for (chunk_index, chunk) in secret.chunks(chunk_len).enumerate() {
+            let start = chunk_index.saturating_mul(chunk_len);
+            let request = degree.saturating_mul(chunk.len());
+            let done = rng.direct_with(request, |key, counter, next_key| {
+                let stream = Keystream {
+                    key,
+                    counter,
+                    next_key,
+                };
+                fused.split_chunk(stream, chunk, start, rows, xs, degree, secret.len())
+            })?;
+            #[cfg(test)]
+            if done {
+                tests::FUSED_CHUNKS.with(|n| n.set(n.get() + 1));
+            }
+            if !done {
+                let mut part = Offset {
+                    inner: &mut *rows,
+                    range: start..start.saturating_add(chunk.len()),
+                };
+                self.split_chunked::<LARGE_SCRATCH, _, _>(chunk, &mut part, rng)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the shares' y-values into `sink`, whose rows have the secret's length.
@@ -704,6 +791,10 @@ trait ShareSink {
 
     /// The whole of row `r`, if it exists.
     fn row(&mut self, r: usize) -> Option<&mut [u8]>;
+
+    /// Fills `out` with the byte range `range` of every row (up to 255) and returns how many
+    /// were filled.
+    fn all_rows<'s>(&'s mut self, range: Range<usize>, out: &mut [&'s mut [u8]; 255]) -> usize;
 }
 
 impl ShareSink for [Share] {
@@ -723,6 +814,13 @@ impl ShareSink for [Share] {
     fn row(&mut self, r: usize) -> Option<&mut [u8]> {
         self.get_mut(r).map(Share::y_mut)
     }
+
+    fn all_rows<'s>(&'s mut self, range: Range<usize>, out: &mut [&'s mut [u8]; 255]) -> usize {
+        out.iter_mut()
+            .zip(self.iter_mut())
+            .map(|(slot, share)| *slot = share.y_mut().get_mut(range.clone()).unwrap_or_default())
+            .count()
+    }
 }
 
 impl ShareSink for [&mut [u8]] {
@@ -741,6 +839,59 @@ impl ShareSink for [&mut [u8]] {
 
     fn row(&mut self, r: usize) -> Option<&mut [u8]> {
         self.get_mut(r).map(|buffer| &mut **buffer)
+    }
+
+    fn all_rows<'s>(&'s mut self, range: Range<usize>, out: &mut [&'s mut [u8]; 255]) -> usize {
+        out.iter_mut()
+            .zip(self.iter_mut())
+            .map(|(slot, buffer)| *slot = buffer.get_mut(range.clone()).unwrap_or_default())
+            .count()
+    }
+}
+
+/// The byte range `range` of every row of another sink, seen as a sink of its own: the part of
+/// a large split that one chunk writes, for running that chunk through the generic path.
+struct Offset<'a, O: ?Sized> {
+    inner: &'a mut O,
+    range: Range<usize>,
+}
+
+impl<O: ShareSink + ?Sized> Offset<'_, O> {
+    /// `range` (relative to this part) in the inner sink's coordinates, clamped to the part.
+    fn shift(&self, range: Range<usize>) -> Range<usize> {
+        let start = self
+            .range
+            .start
+            .saturating_add(range.start)
+            .min(self.range.end);
+        let end = self
+            .range
+            .start
+            .saturating_add(range.end)
+            .min(self.range.end);
+        start..end.max(start)
+    }
+}
+
+impl<O: ShareSink + ?Sized> ShareSink for Offset<'_, O> {
+    fn rows<'s>(
+        &'s mut self,
+        first: usize,
+        range: Range<usize>,
+        out: &mut [&'s mut [u8]; MAX_ROWS],
+    ) -> usize {
+        let range = self.shift(range);
+        self.inner.rows(first, range, out)
+    }
+
+    fn row(&mut self, r: usize) -> Option<&mut [u8]> {
+        let range = self.range.clone();
+        self.inner.row(r).and_then(|row| row.get_mut(range))
+    }
+
+    fn all_rows<'s>(&'s mut self, range: Range<usize>, out: &mut [&'s mut [u8]; 255]) -> usize {
+        let range = self.shift(range);
+        self.inner.all_rows(range, out)
     }
 }
 
@@ -804,6 +955,218 @@ fn check_count(threshold: Threshold, count: usize) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::cell::Cell;
+    use core::convert::Infallible;
+    use rand_core::{Rng, TryCryptoRng, TryRng};
+
+    thread_local! {
+        /// Chunks this thread's large splits ran through the fused kernel.
+        pub(super) static FUSED_CHUNKS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// A `FastRng` seen only through `fill_bytes`, so that a split with it takes the generic
+    /// path (its type is not `FastRng`).
+    struct Generic(FastRng);
+
+    impl TryRng for Generic {
+        type Error = Infallible;
+
+        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+            Ok(self.0.next_u32())
+        }
+
+        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+            Ok(self.0.next_u64())
+        }
+
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+            self.0.fill_bytes(dst);
+            Ok(())
+        }
+    }
+
+    impl TryCryptoRng for Generic {}
+
+    /// Output buffers over one backing allocation each, starting `offsets[r % 3]` bytes past a
+    /// 64-byte boundary.
+    fn buffers(count: usize, len: usize, offsets: [usize; 3]) -> (Vec<Vec<u8>>, Vec<usize>) {
+        let backing: Vec<Vec<u8>> = vec![vec![0u8; len + 128]; count];
+        let skips = backing
+            .iter()
+            .enumerate()
+            .map(|(r, b)| (64 - (b.as_ptr() as usize) % 64) % 64 + offsets[r % 3])
+            .collect();
+        (backing, skips)
+    }
+
+    /// Splits `secret` with two generators from the same seed, one through the fused path
+    /// (`split_core_fast` with the `FastRng` itself), one through the generic path (the same
+    /// generator behind `Generic`), after the same small draws that leave both pools part
+    /// read; the shares, and the generators' next output, must be identical. Returns how many
+    /// chunks the fused kernel took.
+    // Test patterns: the byte values wrap on purpose.
+    #[allow(clippy::cast_possible_truncation)]
+    fn fused_equals_generic(
+        splitter: &Splitter,
+        secret: &[u8],
+        offsets: [usize; 3],
+        pool_used: usize,
+    ) -> usize {
+        let seed: [u8; 48] = core::array::from_fn(|i| (i as u8).wrapping_mul(151) ^ 0x3A);
+        let mut fused_rng = FastRng::deterministic(&seed, 0xE17A);
+        let mut generic_rng = Generic(FastRng::deterministic(&seed, 0xE17A));
+        let mut drawn = vec![0u8; pool_used];
+        fused_rng.fill_bytes(&mut drawn);
+        generic_rng.fill_bytes(&mut drawn);
+
+        let len = secret.len();
+        let count = splitter.share_count();
+        let (mut fused_backing, skips) = buffers(count, len, offsets);
+        let (mut generic_backing, generic_skips) = buffers(count, len, offsets);
+        let before = FUSED_CHUNKS.with(Cell::get);
+        {
+            let mut outs: Vec<&mut [u8]> = fused_backing
+                .iter_mut()
+                .zip(&skips)
+                .map(|(b, &s)| &mut b[s..s + len])
+                .collect();
+            splitter
+                .split_core_fast(secret, outs.as_mut_slice(), &mut fused_rng)
+                .unwrap();
+        }
+        let fused_chunks = FUSED_CHUNKS.with(Cell::get) - before;
+        {
+            let mut outs: Vec<&mut [u8]> = generic_backing
+                .iter_mut()
+                .zip(&generic_skips)
+                .map(|(b, &s)| &mut b[s..s + len])
+                .collect();
+            splitter
+                .split_into_with_rng(secret, &mut outs, &mut generic_rng)
+                .unwrap();
+        }
+        assert_eq!(FUSED_CHUNKS.with(Cell::get) - before, fused_chunks);
+        let what = format!(
+            "len {len}, threshold {}, {count} shares, offsets {offsets:?}, pool {pool_used}",
+            splitter.threshold().get()
+        );
+        for r in 0..count {
+            let fused = &fused_backing[r][skips[r]..skips[r] + len];
+            let generic = &generic_backing[r][generic_skips[r]..generic_skips[r] + len];
+            assert!(fused == generic, "{what}: share {r} differs");
+        }
+        // Same state afterwards: counter, key, pool position and reseed count.
+        let mut a = vec![0u8; 5000];
+        let mut b = vec![0u8; 5000];
+        fused_rng.fill_bytes(&mut a);
+        generic_rng.fill_bytes(&mut b);
+        assert!(a == b, "{what}: the generators diverged");
+        fused_chunks
+    }
+
+    /// The fused split gives byte-identical shares to the generic path for the same `FastRng`
+    /// state: lengths from 1 byte to over 2 MiB (odd ones, ones around the 16 KiB chunk, the
+    /// 64 KiB segment and the 1 MiB reseed), thresholds 2 to 10 (fused and not), share counts
+    /// up to 12, and output alignments that stream, stream after a head, or do not stream.
+    // Test patterns: the byte values wrap on purpose.
+    #[allow(clippy::cast_possible_truncation)]
+    #[test]
+    fn fused_split_equals_generic_split() {
+        let fusable =
+            Fused::detect().is_some() && Engine::detect().backend() == Backend::Avx512Gfni;
+        let mut fused_total = 0;
+        let lengths = [
+            1usize,
+            33,
+            64,
+            65,
+            100,
+            257,
+            1000,
+            4095,
+            4096,
+            4097,
+            8191,
+            8192,
+            8256,
+            16383,
+            16384,
+            16385,
+            16448,
+            3 * 16384 + 64,
+            65535,
+            65536,
+            65537,
+            100_001,
+        ];
+        for threshold in 2u8..=10 {
+            for shares in [threshold, threshold + 1, 9, 12] {
+                let splitter =
+                    Splitter::new(Threshold::new(threshold).unwrap(), shares.max(threshold))
+                        .unwrap();
+                for (i, &len) in lengths.iter().enumerate() {
+                    let secret: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
+                    let offsets = [[0usize; 3], [16; 3], [48, 48, 48], [1; 3], [0, 32, 7]][i % 5];
+                    fused_total += fused_equals_generic(&splitter, &secret, offsets, 37 * i);
+                }
+            }
+        }
+        // Large secrets: across segments, the 1 MiB reseed and past 2 MiB, at a few shapes.
+        for (threshold, shares) in [(2u8, 3u8), (3, 12), (5, 5), (9, 10), (4, 6)] {
+            let splitter = Splitter::new(Threshold::new(threshold).unwrap(), shares).unwrap();
+            for (i, len) in [(1usize << 20) + 17, 2 * (1 << 20) + 4160]
+                .into_iter()
+                .enumerate()
+            {
+                let secret: Vec<u8> = (0..len).map(|j| (j * 13 + 5) as u8).collect();
+                for offsets in [[16usize; 3], [3, 3, 3]] {
+                    fused_total += fused_equals_generic(&splitter, &secret, offsets, 100 * i);
+                }
+            }
+        }
+        println!("{fused_total} chunks through the fused kernel (fused path available: {fusable})");
+        assert_eq!(fused_total > 0, fusable, "fused chunks: {fused_total}");
+    }
+
+    /// The public entry points of the fused path (`split_into`, `Splitter::split`, `split()`)
+    /// make shares that reconstruct the secret, for fused and unfused shapes.
+    // Test patterns: the byte values wrap on purpose.
+    #[allow(clippy::cast_possible_truncation)]
+    #[test]
+    fn fused_entry_points_reconstruct() {
+        let len = 3 * 16384 + 100;
+        let secret: Vec<u8> = (0..len).map(|j| (j * 31 + 1) as u8).collect();
+        for (t, n) in [(2u8, 3u8), (3, 5), (5, 9), (9, 12), (4, 4)] {
+            let threshold = Threshold::new(t).unwrap();
+            let splitter = Splitter::new(threshold, n).unwrap();
+            let owned = splitter.split(&secret).unwrap();
+            let one_call = split(&secret, t, n).unwrap();
+            let mut bufs = vec![vec![0u8; len]; usize::from(n)];
+            let mut outs: Vec<&mut [u8]> = bufs.iter_mut().map(Vec::as_mut_slice).collect();
+            splitter.split_into(&secret, &mut outs).unwrap();
+            let combiner = crate::Combiner::new(threshold);
+            let k = usize::from(t);
+            assert_eq!(
+                combiner
+                    .combine(&owned[n as usize - k..])
+                    .unwrap()
+                    .as_slice(),
+                secret
+            );
+            assert_eq!(combiner.combine(&one_call[..k]).unwrap().as_slice(), secret);
+            let refs: Vec<crate::ShareRef<'_>> = bufs
+                .iter()
+                .zip(splitter.indices())
+                .take(k)
+                .map(|(b, x)| crate::ShareRef::new(*x, b).unwrap())
+                .collect();
+            let mut recovered = vec![0u8; len];
+            combiner.combine_into(&refs, &mut recovered).unwrap();
+            assert_eq!(recovered, secret);
+            // Fresh coefficients each time: the same secret never gives the same shares.
+            assert_ne!(owned[0].expose_secret(), one_call[0].expose_secret());
+        }
+    }
 
     #[test]
     fn distinctness_check_finds_the_repeat() {

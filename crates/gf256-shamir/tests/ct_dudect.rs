@@ -275,6 +275,29 @@ fn split_t(backend: Backend, len: usize) -> f64 {
     )
 }
 
+/// Splitting a secret of `len` bytes `t`-of-`n` into caller buffers with this thread's
+/// `FastRng` (`split_into`), on `avx512-gfni`. With VAES this is the fused path: the
+/// coefficients are AES-CTR keystream generated and consumed in vector registers, and the
+/// outputs are streamed. The generator's work (cipher, re-keying, the reseed every 1 MiB) is
+/// timed too, alike for both classes.
+#[cfg(not(gf256_backend = "soft"))]
+fn split_fused_t(len: usize, t: u8, n: u8) -> f64 {
+    let splitter = Splitter::new(Threshold::try_from(t).unwrap(), n)
+        .unwrap()
+        .with_backend(gfni_backend(Backend::Avx512Gfni))
+        .unwrap();
+    let mut buffers = vec![vec![0u8; len]; usize::from(n)];
+    dudect(
+        &format!("split {len} B {t}-of-{n}, avx512-gfni, thread-local FastRng (fused with VAES)"),
+        len,
+        fixed_or_random,
+        |secret| {
+            let mut outputs: Vec<&mut [u8]> = buffers.iter_mut().map(Vec::as_mut_slice).collect();
+            splitter.split_into(secret, &mut outputs).unwrap();
+        },
+    )
+}
+
 /// Combining two shares of `len` bytes; the input holds both shares' y-values.
 fn combine_t(backend: Backend, len: usize) -> f64 {
     let combiner = Combiner::new(Threshold::try_from(2u8).unwrap())
@@ -329,6 +352,16 @@ fn assert_constant_time(t: f64, what: &str) {
 fn avx512_gfni_split_is_constant_time() {
     for len in [32, 1024] {
         assert_constant_time(split_t(Backend::Avx512Gfni, len), "avx512-gfni split");
+    }
+}
+
+/// The fused large split (one 16 KiB chunk per call): degree 1, and degree 4 (four keystream
+/// rows per column).
+#[test]
+#[cfg(not(gf256_backend = "soft"))]
+fn avx512_gfni_fused_split_is_constant_time() {
+    for (t, n) in [(2, 3), (5, 6)] {
+        assert_constant_time(split_fused_t(16 * 1024, t, n), "avx512-gfni fused split");
     }
 }
 

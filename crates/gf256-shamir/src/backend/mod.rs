@@ -352,6 +352,146 @@ impl Engine {
     }
 }
 
+/// The fused large split: the coefficients of a split chunk generated as AES-256-CTR keystream
+/// in vector registers (VAES) and evaluated there (GFNI), never written to memory.
+///
+/// Only [`Fused::detect`] builds one, after checking that the CPU has VAES, AES-NI, AVX-512F,
+/// AVX-512BW and GFNI; the `unsafe` call in [`Fused::split_chunk`] relies on that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Never built in soft-only builds or on other targets, where `detect` returns `None`.
+#[cfg_attr(
+    not(all(target_arch = "x86_64", not(gf256_backend = "soft"))),
+    allow(dead_code)
+)]
+pub(crate) struct Fused(());
+
+impl Fused {
+    /// Whether the fused kernel handles `degree` coefficient degrees (threshold − 1): the
+    /// degrees whose chunk of a large split is a whole number of 64-byte columns (the chunk is
+    /// `16 KiB / degree` long, see `split.rs`), so that every coefficient row starts on a
+    /// counter block.
+    pub(crate) fn fuses_degree(degree: usize) -> bool {
+        matches!(degree, 1 | 2 | 4 | 8)
+    }
+
+    /// The fused kernel, if this CPU and build can run it; detected once per process.
+    #[inline]
+    pub(crate) fn detect() -> Option<Fused> {
+        #[cfg(all(target_arch = "x86_64", not(gf256_backend = "soft")))]
+        {
+            use core::sync::atomic::{AtomicU8, Ordering};
+            /// 0 before the first detection, then 1 (no) or 2 (yes). Every thread detects the
+            /// same answer, so a race only repeats the detection.
+            static DETECTED: AtomicU8 = AtomicU8::new(0);
+            let supported = match DETECTED.load(Ordering::Relaxed) {
+                0 => {
+                    let supported = x86::fused::is_supported();
+                    DETECTED.store(if supported { 2 } else { 1 }, Ordering::Relaxed);
+                    supported
+                }
+                cached => cached == 2,
+            };
+            supported.then_some(Fused(()))
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(gf256_backend = "soft"))))]
+        {
+            None
+        }
+    }
+
+    /// One chunk of a large split, written to bytes `start .. start + L` (`L = secret.len()`)
+    /// of every output: `outputs[r] = secret ^ Σ_c coef_c · xs[r]^(c + 1)`, where
+    /// coefficient row `c` is bytes `c·L .. (c + 1)·L` of the AES-256-CTR keystream under
+    /// `stream.key` from the counter block `stream.counter`, exactly as `FastRng` would produce
+    /// them for one direct request of `degree · L` bytes. The keystream of the two blocks after
+    /// the request goes to `stream.next_key` (`FastRng`'s next key).
+    ///
+    /// Returns `Ok(false)`, having written nothing, when the kernel does not apply: a degree
+    /// [`Fused::fuses_degree`] rejects, a length that is zero or not a multiple of 64, or a
+    /// counter whose low 64 bits would wrap within the request (the vector counters do not
+    /// carry into the high word). The caller then takes the generic path, which handles all of
+    /// these. Outputs are streamed (non-temporal stores) when `total_len`, the whole secret's
+    /// length, is large.
+    ///
+    /// Constant time in the secret and the keystream; lengths, addresses and x-coordinates are
+    /// public.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutputMismatch`] if an output does not have those bytes or `xs` and
+    /// `outputs` differ in number (nothing is written).
+    // The key, the counter, the chunk and where it goes, the shares and the whole secret's
+    // length are all distinct inputs of the one operation.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn split_chunk(
+        self,
+        stream: Keystream<'_>,
+        secret: &[u8],
+        start: usize,
+        outputs: &mut [&mut [u8]],
+        xs: &[u8],
+        degree: usize,
+        total_len: usize,
+    ) -> Result<bool, Error> {
+        let len = secret.len();
+        if xs.len() != outputs.len() {
+            return Err(Error::OutputMismatch {
+                what: "kernel shape",
+                expected: xs.len(),
+                found: outputs.len(),
+            });
+        }
+        let end = start.saturating_add(len);
+        if let Some(found) = outputs.iter().map(|out| out.len()).find(|n| *n < end) {
+            return Err(Error::OutputMismatch {
+                what: "kernel shape",
+                expected: end,
+                found,
+            });
+        }
+        let blocks = degree
+            .checked_mul(len >> 4)
+            .and_then(|n| u64::try_from(n).ok());
+        let lo = u64::try_from(stream.counter & u128::from(u64::MAX)).unwrap_or(u64::MAX);
+        let fits = blocks.is_some_and(|n| lo.checked_add(n).is_some());
+        if !Fused::fuses_degree(degree) || len == 0 || len & 63 != 0 || !fits {
+            return Ok(false);
+        }
+        #[cfg(all(target_arch = "x86_64", not(gf256_backend = "soft")))]
+        {
+            let streamed = total_len >= x86::STREAM_MIN;
+            // SAFETY: a `Fused` is only built by `detect` after `x86::fused::is_supported`
+            // confirmed VAES, AES-NI, AVX-512F, AVX-512BW and GFNI on this CPU; the shape checks
+            // above are the kernel's documented preconditions.
+            unsafe {
+                x86::fused::split_chunk(stream, secret, start, outputs, xs, degree, streamed);
+            }
+            Ok(true)
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(gf256_backend = "soft"))))]
+        {
+            let _ = (stream, start, total_len);
+            Ok(false)
+        }
+    }
+}
+
+/// The generator state a fused chunk runs from: `FastRng`'s current key and counter, and where
+/// the keystream of its next key goes.
+// Only the x86_64 kernel reads the key and writes the next key; soft-only builds never do.
+#[cfg_attr(
+    not(all(target_arch = "x86_64", not(gf256_backend = "soft"))),
+    allow(dead_code)
+)]
+pub(crate) struct Keystream<'a> {
+    /// The AES-256 key.
+    pub(crate) key: &'a [u8; 32],
+    /// The first counter block of the request.
+    pub(crate) counter: u128,
+    /// Receives the keystream of the two blocks after the request.
+    pub(crate) next_key: &'a mut [u8; 32],
+}
+
 /// The longest vector the fixed-size small kernels ([`Engine::horner_small`],
 /// [`Engine::dot_small`]) handle: a 32- or 64-byte key, the case that matters most, pays no
 /// chunking, no scalar matrix and no per-output dispatch.

@@ -24,6 +24,13 @@ use core::arch::x86_64::{
 use super::{Backend, Coeffs, Init, MAX_COLS, MAX_ROWS, soft};
 use crate::field;
 
+pub(super) mod fused;
+
+/// Outputs at least this long are written with non-temporal stores when they all share one
+/// alignment: a split or combine of a large secret writes far more than the caches hold, and
+/// streaming stores skip reading each line before overwriting it.
+pub(super) const STREAM_MIN: usize = 16 * 1024;
+
 /// Whether this CPU runs `backend` (and the OS saves the registers it uses; the standard
 /// library's detection checks XCR0 for the AVX and AVX-512 states).
 pub(super) fn is_supported(backend: Backend) -> bool {
@@ -761,11 +768,6 @@ mod avx512_gfni {
             unsafe { _mm512_mask_storeu_epi8(bytes.as_mut_ptr().cast(), low_mask(n), v) }
         }
     }
-
-    /// Outputs at least this long are written with non-temporal stores when they all share
-    /// one alignment: a split or combine of a large secret writes far more than the caches
-    /// hold, and streaming stores skip reading each line before overwriting it.
-    const STREAM_MIN: usize = 16 * 1024;
 
     /// Stores `v` at `s[off..off + 64]` with a non-temporal store if those 64 bytes exist and
     /// are 64-byte aligned; returns whether it did. The caller issues `sfence` before
