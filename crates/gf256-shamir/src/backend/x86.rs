@@ -717,19 +717,19 @@ mod avx2_gfni {
     }
 }
 
+/// A mask with the low `n` bits set, `n <= 64`: the lanes of a partial 64-byte vector.
+#[inline(always)]
+fn low_mask(n: usize) -> __mmask64 {
+    let shift = 64usize.saturating_sub(n);
+    u64::MAX
+        .checked_shr(u32::try_from(shift).unwrap_or(64))
+        .unwrap_or(0)
+}
+
 /// GFNI on 64-byte vectors; the last partial vector uses masked loads and stores, so this
 /// kernel covers the whole length.
 mod avx512_gfni {
     use super::*;
-
-    /// A mask with the low `n` bits set, `n <= 64`.
-    #[inline(always)]
-    fn low_mask(n: usize) -> __mmask64 {
-        let shift = 64usize.saturating_sub(n);
-        u64::MAX
-            .checked_shr(u32::try_from(shift).unwrap_or(64))
-            .unwrap_or(0)
-    }
 
     /// The `n <= 64` bytes at `s[off..]`, zero-extended to a vector.
     #[target_feature(enable = "avx512f,avx512bw")]

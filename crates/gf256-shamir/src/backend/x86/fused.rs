@@ -27,7 +27,7 @@ use core::arch::x86_64::{
 use zeroize::Zeroize;
 
 use super::super::Keystream;
-use super::{lane, span, span_mut, window, window_mut};
+use super::{lane, low_mask, span, span_mut, window, window_mut};
 
 /// Whether this CPU runs the fused kernel: VAES and AES-NI for the cipher, AVX-512F/BW and
 /// GFNI for the field arithmetic and the masked stores.
@@ -201,15 +201,6 @@ impl Drop for Cipher {
         // The broadcast round keys are key material too.
         self.rk.zeroize();
     }
-}
-
-/// A mask with the low `n` bits set, `n <= 64`.
-#[inline(always)]
-fn low_mask(n: usize) -> __mmask64 {
-    let shift = 64usize.saturating_sub(n);
-    u64::MAX
-        .checked_shr(u32::try_from(shift).unwrap_or(64))
-        .unwrap_or(0)
 }
 
 /// Where the 64 bytes of one column of a chunk go: which lanes are stored, and how.
