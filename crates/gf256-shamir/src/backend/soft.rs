@@ -345,109 +345,34 @@ fn dot_n<const C: usize>(
         .for_each(Zeroize::zeroize);
 }
 
-/// `W` words of `buf` from byte offset `off` (zeros past its end, which callers never reach:
-/// every row of a `SmallRows` has a whole block of buffer behind it).
-// Word by word with fixed-size reads: a loop over `as_chunks` of the run-time remainder (even
-// of a range `W` words long) compiles to a `memcpy` call, which costs more than the arithmetic
-// on a 32-byte key.
-#[inline(always)]
-fn load_words<const W: usize>(buf: &[u8], off: usize) -> [u64; W] {
-    let mut block = [0u64; W];
-    let end = off.saturating_add(W.saturating_mul(8));
-    if let Some(bytes) = buf.get(off..end) {
-        for (i, w) in block.iter_mut().enumerate() {
-            if let Some(word) = bytes
-                .get(i.saturating_mul(8)..)
-                .and_then(<[u8]>::first_chunk)
-            {
-                *w = u64::from_le_bytes(*word);
-            }
-        }
-    }
-    block
-}
-
-/// Writes the first `out.len()` (at most `8·W`) bytes of `block` to `out`.
-#[inline(always)]
-// The block is taken by value: taken by reference, it was written to the stack word by word and
-// copied out in 16-byte moves, each stalling on the two 8-byte stores it overlaps (a failed
-// store-to-load forward, measured as a quarter of the small kernels' time).
-fn store_words<const W: usize>(out: &mut [u8], block: [u64; W]) {
-    let (words, tail) = out.as_chunks_mut::<8>();
-    let full = words.len();
-    // Exactly `W` words (a 32- or 64-byte key): a fixed-size loop, which compiles to plain
-    // stores. A loop bounded by the run-time word count compiles to a `memcpy` call.
-    if let Ok(words) = <&mut [[u8; 8]; W]>::try_from(&mut *words) {
-        for (bytes, w) in words.iter_mut().zip(block) {
-            *bytes = w.to_le_bytes();
-        }
-        return;
-    }
-    for (bytes, w) in words.iter_mut().zip(block) {
-        *bytes = w.to_le_bytes();
-    }
-    // A length that is not a whole number of words: the last bytes, one by one.
-    if !tail.is_empty()
-        && let Some(last) = block.get(full)
-    {
-        let last = last.to_le_bytes();
-        for (i, t) in tail.iter_mut().enumerate() {
-            *t = last.get(i).copied().unwrap_or(0);
-        }
-    }
-}
-
-/// `v · s` for every byte of the block and a *public* scalar `s`: the XOR of the doublings
-/// `x^b · v` selected by the bits of `s`. Branches on `s` only; `v` is never inspected.
-// A branch per public bit rather than masks over all eight: splitting at x = 1, 2, 3 needs at
-// most one doubling, and the masked version measured slower.
-#[inline(always)]
-fn mul_words<const W: usize>(v: &[u64; W], s: u8) -> [u64; W] {
-    let mut acc = [0u64; W];
-    let mut power = *v;
-    let mut bits = s;
-    while bits != 0 {
-        if bits & 1 == 1 {
-            for (a, p) in acc.iter_mut().zip(&power) {
-                *a ^= p;
-            }
-        }
-        bits >>= 1;
-        if bits != 0 {
-            for p in &mut power {
-                *p = xtime_word(*p);
-            }
-        }
-    }
-    acc
-}
-
 /// Horner's rule over the rows of a small split (see `Engine::horner_small`): `len` bytes,
 /// `inputs` coefficient rows, then the base row, at stride `len` in `buf`.
 pub(super) fn horner_small(buf: &[u8], len: usize, inputs: usize, x: u8, out: &mut [u8]) {
     if len <= BLOCK {
-        horner_words::<WORDS>(buf, len, inputs, x, out);
+        horner_bytes::<BLOCK>(buf, len, inputs, x, out);
     } else {
-        horner_words::<{ 2 * WORDS }>(buf, len, inputs, x, out);
+        horner_bytes::<{ 2 * BLOCK }>(buf, len, inputs, x, out);
     }
 }
 
+/// [`horner_small`] on `N`-byte arrays, with the small kernels' byte operations below.
 #[inline(always)]
-fn horner_words<const W: usize>(buf: &[u8], len: usize, inputs: usize, x: u8, out: &mut [u8]) {
+fn horner_bytes<const N: usize>(buf: &[u8], len: usize, inputs: usize, x: u8, out: &mut [u8]) {
     // The leading coefficient (or the base row when there is none), then rows `inputs - 2`
     // down to 0, then the base row (index `inputs`): no product of the initial zero.
     let first = inputs.saturating_sub(1);
-    let mut acc = load_words::<W>(buf, first.saturating_mul(len));
+    let mut acc = [0u8; N];
+    load_bytes(&mut acc, buf, first.saturating_mul(len));
     if inputs > 0 {
+        let mut next = [0u8; N];
         for row in (0..first).rev().chain(core::iter::once(inputs)) {
-            let next = load_words::<W>(buf, row.saturating_mul(len));
-            acc = mul_words(&acc, x);
-            for (a, n) in acc.iter_mut().zip(&next) {
-                *a ^= n;
-            }
+            load_bytes(&mut next, buf, row.saturating_mul(len));
+            // next ^= x · acc, which then becomes the running value.
+            mul_acc_bytes(&mut next, &mut acc, x);
+            acc = next;
         }
     }
-    store_words(out, acc);
+    store_bytes(out, &acc);
 }
 
 /// Every share of a small split at once (see `Engine::split_small`): `outs[r] = base ^
