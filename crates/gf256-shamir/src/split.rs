@@ -450,10 +450,7 @@ impl Splitter {
         rng: &mut FastRng,
     ) -> Result<(), Error> {
         let degree = self.threshold.count().saturating_sub(1);
-        // Exactly the secrets `split_core` sends to the `LARGE_SCRATCH` branch: too long for
-        // the small split, and more coefficient bytes than the small scratch holds.
-        let large = secret.len() > SMALL_LEN && secret.len().saturating_mul(degree) > SMALL_SCRATCH;
-        if large
+        if takes_large_scratch(secret.len(), degree)
             && self.engine.backend() == Backend::Avx512Gfni
             && Fused::fuses_degree(degree)
             && let Some(fused) = Fused::detect()
@@ -494,7 +491,7 @@ impl Splitter {
         let xs = xs.get(..self.count).unwrap_or_default();
         // Every share's whole row, gathered once: the kernel writes each chunk at its offset.
         let mut rows: [&mut [u8]; 255] = core::array::from_fn(|_| Default::default());
-        let count = sink.all_rows(0..secret.len(), &mut rows);
+        let count = sink.rows(0, 0..secret.len(), &mut rows);
         let rows = rows.get_mut(..count).unwrap_or_default();
         for (chunk_index, chunk) in secret.chunks(chunk_len).enumerate() {
             let start = chunk_index.saturating_mul(chunk_len);
@@ -540,14 +537,12 @@ impl Splitter {
         ) {
             return result;
         }
-        let group = degree.min(MAX_COLS);
-        let need = secret.len().saturating_mul(group);
-        if need <= TINY_SCRATCH {
-            self.split_chunked::<TINY_SCRATCH, O, R>(secret, sink, rng)
-        } else if need <= SMALL_SCRATCH {
-            self.split_chunked::<SMALL_SCRATCH, O, R>(secret, sink, rng)
-        } else {
+        if takes_large_scratch(secret.len(), degree) {
             self.split_chunked::<LARGE_SCRATCH, O, R>(secret, sink, rng)
+        } else if secret.len().saturating_mul(degree.min(MAX_COLS)) <= TINY_SCRATCH {
+            self.split_chunked::<TINY_SCRATCH, O, R>(secret, sink, rng)
+        } else {
+            self.split_chunked::<SMALL_SCRATCH, O, R>(secret, sink, rng)
         }
     }
 
@@ -711,6 +706,15 @@ fn split_small_rows<O: ShareSink + ?Sized, R: CryptoRng + ?Sized>(
     Ok(())
 }
 
+/// Whether [`Splitter::split_core`] splits a secret of `len` bytes with `degree` coefficient
+/// degrees through the `LARGE_SCRATCH` chunked split: too long or too high a threshold for the
+/// small split, and more coefficient bytes per group of degrees than the small scratch holds.
+/// The fused split takes over exactly these secrets.
+fn takes_large_scratch(len: usize, degree: usize) -> bool {
+    let small_split = len <= SMALL_LEN && degree <= MAX_COLS;
+    !small_split && len.saturating_mul(degree.min(MAX_COLS)) > SMALL_SCRATCH
+}
+
 /// x = 1, 2, …, 255 in order: the x-coordinates of [`split()`] and [`Splitter::new`].
 const SEQUENTIAL: [ShareIndex; 255] = {
     let mut table = [ShareIndex::MIN; 255];
@@ -780,29 +784,25 @@ fn uniform_below_vartime<R: CryptoRng + ?Sized>(rng: &mut R, bound: usize) -> us
 
 /// Where a split writes the shares' y-values: owned shares or caller buffers.
 trait ShareSink {
-    /// Fills `out` with the byte range `range` of rows `first..first + MAX_ROWS` (as many as
-    /// exist) and returns how many were filled.
-    fn rows<'s>(
+    /// Fills `out` with the byte range `range` of rows `first..first + N` (as many as exist)
+    /// and returns how many were filled.
+    fn rows<'s, const N: usize>(
         &'s mut self,
         first: usize,
         range: Range<usize>,
-        out: &mut [&'s mut [u8]; MAX_ROWS],
+        out: &mut [&'s mut [u8]; N],
     ) -> usize;
 
     /// The whole of row `r`, if it exists.
     fn row(&mut self, r: usize) -> Option<&mut [u8]>;
-
-    /// Fills `out` with the byte range `range` of every row (up to 255) and returns how many
-    /// were filled.
-    fn all_rows<'s>(&'s mut self, range: Range<usize>, out: &mut [&'s mut [u8]; 255]) -> usize;
 }
 
 impl ShareSink for [Share] {
-    fn rows<'s>(
+    fn rows<'s, const N: usize>(
         &'s mut self,
         first: usize,
         range: Range<usize>,
-        out: &mut [&'s mut [u8]; MAX_ROWS],
+        out: &mut [&'s mut [u8]; N],
     ) -> usize {
         let shares = self.get_mut(first..).unwrap_or_default();
         out.iter_mut()
@@ -814,21 +814,14 @@ impl ShareSink for [Share] {
     fn row(&mut self, r: usize) -> Option<&mut [u8]> {
         self.get_mut(r).map(Share::y_mut)
     }
-
-    fn all_rows<'s>(&'s mut self, range: Range<usize>, out: &mut [&'s mut [u8]; 255]) -> usize {
-        out.iter_mut()
-            .zip(self.iter_mut())
-            .map(|(slot, share)| *slot = share.y_mut().get_mut(range.clone()).unwrap_or_default())
-            .count()
-    }
 }
 
 impl ShareSink for [&mut [u8]] {
-    fn rows<'s>(
+    fn rows<'s, const N: usize>(
         &'s mut self,
         first: usize,
         range: Range<usize>,
-        out: &mut [&'s mut [u8]; MAX_ROWS],
+        out: &mut [&'s mut [u8]; N],
     ) -> usize {
         let buffers = self.get_mut(first..).unwrap_or_default();
         out.iter_mut()
@@ -839,13 +832,6 @@ impl ShareSink for [&mut [u8]] {
 
     fn row(&mut self, r: usize) -> Option<&mut [u8]> {
         self.get_mut(r).map(|buffer| &mut **buffer)
-    }
-
-    fn all_rows<'s>(&'s mut self, range: Range<usize>, out: &mut [&'s mut [u8]; 255]) -> usize {
-        out.iter_mut()
-            .zip(self.iter_mut())
-            .map(|(slot, buffer)| *slot = buffer.get_mut(range.clone()).unwrap_or_default())
-            .count()
     }
 }
 
@@ -874,11 +860,11 @@ impl<O: ShareSink + ?Sized> Offset<'_, O> {
 }
 
 impl<O: ShareSink + ?Sized> ShareSink for Offset<'_, O> {
-    fn rows<'s>(
+    fn rows<'s, const N: usize>(
         &'s mut self,
         first: usize,
         range: Range<usize>,
-        out: &mut [&'s mut [u8]; MAX_ROWS],
+        out: &mut [&'s mut [u8]; N],
     ) -> usize {
         let range = self.shift(range);
         self.inner.rows(first, range, out)
@@ -887,11 +873,6 @@ impl<O: ShareSink + ?Sized> ShareSink for Offset<'_, O> {
     fn row(&mut self, r: usize) -> Option<&mut [u8]> {
         let range = self.range.clone();
         self.inner.row(r).and_then(|row| row.get_mut(range))
-    }
-
-    fn all_rows<'s>(&'s mut self, range: Range<usize>, out: &mut [&'s mut [u8]; 255]) -> usize {
-        let range = self.shift(range);
-        self.inner.all_rows(range, out)
     }
 }
 
