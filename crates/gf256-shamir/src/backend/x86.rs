@@ -11,14 +11,14 @@
 
 use core::arch::x86_64::{
     __m128i, __m256i, __m512i, __mmask64, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128,
-    _mm_set1_epi8, _mm_setr_epi8, _mm_setzero_si128, _mm_sfence, _mm_shuffle_epi8, _mm_srli_epi16,
-    _mm_storeu_si128, _mm_xor_si128, _mm256_and_si256, _mm256_broadcastsi128_si256,
+    _mm_set_epi64x, _mm_set1_epi8, _mm_setr_epi8, _mm_setzero_si128, _mm_sfence, _mm_shuffle_epi8,
+    _mm_srli_epi16, _mm_storeu_si128, _mm_xor_si128, _mm256_and_si256, _mm256_broadcastsi128_si256,
     _mm256_gf2p8mul_epi8, _mm256_loadu_si256, _mm256_set1_epi8, _mm256_setzero_si256,
     _mm256_shuffle_epi8, _mm256_srli_epi16, _mm256_storeu_si256, _mm256_xor_si256,
-    _mm512_add_epi64, _mm512_gf2p8mul_epi8, _mm512_loadu_si512, _mm512_mask_storeu_epi8,
-    _mm512_maskz_loadu_epi8, _mm512_set_epi64, _mm512_set1_epi8, _mm512_set4_epi32,
-    _mm512_setzero_si512, _mm512_shuffle_epi8, _mm512_storeu_si512, _mm512_stream_si512,
-    _mm512_xor_si512,
+    _mm512_add_epi64, _mm512_broadcast_i32x4, _mm512_gf2p8mul_epi8, _mm512_loadu_si512,
+    _mm512_mask_storeu_epi8, _mm512_maskz_loadu_epi8, _mm512_set_epi64, _mm512_set1_epi8,
+    _mm512_set4_epi32, _mm512_setzero_si512, _mm512_shuffle_epi8, _mm512_storeu_si512,
+    _mm512_stream_si512, _mm512_xor_si512,
 };
 
 use super::{Backend, Coeffs, Init, MAX_COLS, MAX_ROWS, soft};
@@ -892,29 +892,36 @@ pub(super) fn has_counter_blocks() -> bool {
 /// AVX-512F and AVX-512BW must be available ([`has_counter_blocks`] returned true).
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn counter_blocks(dst: &mut [u8], hi: u64, lo: u64) -> usize {
-    // Lanes (as 64-bit words, low first): hi, lo, hi, lo + 1, hi, lo + 2, hi, lo + 3 — four
-    // blocks with their words in native order, byte-swapped to big-endian before each store.
-    let words = |w: u64| i64::from_ne_bytes(w.to_ne_bytes());
-    let mut counters = _mm512_set_epi64(
-        words(lo.wrapping_add(3)),
-        words(hi),
-        words(lo.wrapping_add(2)),
-        words(hi),
-        words(lo.wrapping_add(1)),
-        words(hi),
-        words(lo),
-        words(hi),
-    );
+    let mut counters = counter_words(hi, lo);
     let step = _mm512_set_epi64(4, 0, 4, 0, 4, 0, 4, 0);
-    // Reverses the bytes of each 64-bit word (the shuffle works within 128-bit lanes).
-    let swap = _mm512_set4_epi32(0x0809_0A0B, 0x0C0D_0E0F, 0x0001_0203, 0x0405_0607);
     let mut off = 0usize;
     while let Some(bytes) = window_mut::<64>(dst, off) {
-        let be = _mm512_shuffle_epi8(counters, swap);
+        let be = big_endian_blocks(counters);
         // SAFETY: `bytes` is a reference to 64 writable bytes; the store is unaligned.
         unsafe { _mm512_storeu_si512(bytes.as_mut_ptr().cast(), be) };
         counters = _mm512_add_epi64(counters, step);
         off = off.wrapping_add(64);
     }
     off
+}
+
+/// The counter blocks `hi ‖ lo` to `hi ‖ lo + 3` as 64-bit words in native order (lanes, low
+/// first: hi, lo, hi, lo + 1, …, hi, lo + 3); the caller has checked that `lo` does not wrap
+/// over them. Shared by [`counter_blocks`] and the fused split's keystream.
+#[target_feature(enable = "avx512f")]
+fn counter_words(hi: u64, lo: u64) -> __m512i {
+    let word = |w: u64| i64::from_ne_bytes(w.to_ne_bytes());
+    _mm512_add_epi64(
+        _mm512_broadcast_i32x4(_mm_set_epi64x(word(lo), word(hi))),
+        _mm512_set_epi64(3, 0, 2, 0, 1, 0, 0, 0),
+    )
+}
+
+/// Four counter blocks of [`counter_words`] as the cipher takes them: each 64-bit word
+/// byte-reversed in place (the shuffle works within 128-bit lanes), which makes each 128-bit
+/// lane a big-endian block.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn big_endian_blocks(words: __m512i) -> __m512i {
+    let swap = _mm512_set4_epi32(0x0809_0A0B, 0x0C0D_0E0F, 0x0001_0203, 0x0405_0607);
+    _mm512_shuffle_epi8(words, swap)
 }

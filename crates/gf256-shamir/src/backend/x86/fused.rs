@@ -17,17 +17,16 @@
 use core::arch::x86_64::{
     __m128i, __m512i, __mmask64, _mm_aesenc_si128, _mm_aesenclast_si128, _mm_aeskeygenassist_si128,
     _mm_loadu_si128, _mm_set_epi64x, _mm_sfence, _mm_shuffle_epi32, _mm_slli_si128,
-    _mm_storeu_si128, _mm_xor_si128, _mm512_add_epi8, _mm512_add_epi64, _mm512_aesenc_epi128,
+    _mm_storeu_si128, _mm_xor_si128, _mm512_add_epi8, _mm512_aesenc_epi128,
     _mm512_aesenclast_epi128, _mm512_broadcast_i32x4, _mm512_gf2p8mul_epi8, _mm512_loadu_si512,
-    _mm512_mask_storeu_epi8, _mm512_maskz_loadu_epi8, _mm512_permutex2var_epi8, _mm512_set_epi64,
-    _mm512_set1_epi8, _mm512_set4_epi32, _mm512_setzero_si512, _mm512_shuffle_epi8,
-    _mm512_storeu_si512, _mm512_stream_si512, _mm512_xor_si512,
+    _mm512_mask_storeu_epi8, _mm512_maskz_loadu_epi8, _mm512_permutex2var_epi8, _mm512_set1_epi8,
+    _mm512_setzero_si512, _mm512_storeu_si512, _mm512_stream_si512, _mm512_xor_si512,
 };
 
 use zeroize::Zeroize;
 
 use super::super::Keystream;
-use super::{lane, low_mask, span, span_mut, window, window_mut};
+use super::{big_endian_blocks, counter_words, lane, low_mask, span, span_mut, window, window_mut};
 
 /// Whether this CPU runs the fused kernel: VAES and AES-NI for the cipher, AVX-512F/BW and
 /// GFNI for the field arithmetic and the masked stores.
@@ -165,16 +164,7 @@ impl Cipher {
     /// The four big-endian counter blocks `block .. block + 4` of the request.
     #[target_feature(enable = "avx512f,avx512bw")]
     fn counters(&self, block: u64) -> __m512i {
-        let word = |w: u64| i64::from_ne_bytes(w.to_ne_bytes());
-        let first = self.lo.wrapping_add(block);
-        // Lanes (64-bit words, low first): hi, first, hi, first + 1, …; then each word
-        // byte-reversed in place, which makes each 128-bit lane the big-endian block.
-        let blocks = _mm512_add_epi64(
-            _mm512_broadcast_i32x4(_mm_set_epi64x(word(first), word(self.hi))),
-            _mm512_set_epi64(3, 0, 2, 0, 1, 0, 0, 0),
-        );
-        let swap = _mm512_set4_epi32(0x0809_0A0B, 0x0C0D_0E0F, 0x0001_0203, 0x0405_0607);
-        _mm512_shuffle_epi8(blocks, swap)
+        big_endian_blocks(counter_words(self.hi, self.lo.wrapping_add(block)))
     }
 
     /// Encrypts `K` vectors of four blocks each, round by round across all of them, so that
