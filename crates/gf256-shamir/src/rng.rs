@@ -249,11 +249,7 @@ impl FastRng {
 
     /// Fills `dst` with AES-256-CTR keystream under the current key.
     fn keystream(&mut self, dst: &mut [u8]) {
-        let key = &self.key;
-        let cipher = self
-            .cipher
-            .get_or_insert_with(|| Aes256::new(&Array::from(*key)));
-        ctr(cipher, &mut self.counter, dst);
+        ctr(cipher(&mut self.cipher, &self.key), &mut self.counter, dst);
     }
 
     /// Replaces the key with 32 fresh keystream bytes, so the old key (and all output made
@@ -288,10 +284,8 @@ impl FastRng {
 
     /// Refills the pool and re-keys.
     fn refill(&mut self) {
-        let key = &self.key;
-        let cipher = self
-            .cipher
-            .get_or_insert_with(|| Aes256::new(&Array::from(*key)));
+        // Not through `keystream`: the pool is a field of `self` too.
+        let cipher = cipher(&mut self.cipher, &self.key);
         ctr(cipher, &mut self.counter, self.pool.as_mut_slice());
         self.pos = 0;
         self.rekey(POOL_LEN);
@@ -361,6 +355,12 @@ impl FastRng {
             self.refill();
         }
     }
+}
+
+/// The round keys of `key`, built on first use after each re-key (a field-level borrow, so that
+/// the caller can hand the counter and the pool to [`ctr`] beside it).
+fn cipher<'a>(cipher: &'a mut Option<Aes256>, key: &[u8; 32]) -> &'a Aes256 {
+    cipher.get_or_insert_with(|| Aes256::new(&Array::from(*key)))
 }
 
 /// AES-256-CTR: fills `dst` with the encryptions of successive big-endian counter blocks.

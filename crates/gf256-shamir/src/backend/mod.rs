@@ -374,24 +374,13 @@ impl Fused {
         matches!(degree, 1 | 2 | 4 | 8)
     }
 
-    /// The fused kernel, if this CPU and build can run it; detected once per process.
+    /// The fused kernel, if this CPU and build can run it. Called once per large split; the
+    /// standard library caches the CPU features it checks.
     #[inline]
     pub(crate) fn detect() -> Option<Fused> {
         #[cfg(all(target_arch = "x86_64", not(gf256_backend = "soft")))]
         {
-            use core::sync::atomic::{AtomicU8, Ordering};
-            /// 0 before the first detection, then 1 (no) or 2 (yes). Every thread detects the
-            /// same answer, so a race only repeats the detection.
-            static DETECTED: AtomicU8 = AtomicU8::new(0);
-            let supported = match DETECTED.load(Ordering::Relaxed) {
-                0 => {
-                    let supported = x86::fused::is_supported();
-                    DETECTED.store(if supported { 2 } else { 1 }, Ordering::Relaxed);
-                    supported
-                }
-                cached => cached == 2,
-            };
-            supported.then_some(Fused(()))
+            x86::fused::is_supported().then_some(Fused(()))
         }
         #[cfg(not(all(target_arch = "x86_64", not(gf256_backend = "soft"))))]
         {
